@@ -35,8 +35,7 @@ def resolve_backend(backend: Optional[str], device_type: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"scan backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        interpret = os.environ.get("TRITON_INTERPRET") == "1"
-        if (device_type == "cuda" or interpret) and triton_available():
+        if device_type == "cuda" and triton_available():
             return "triton"
         return "recurrent"
     if backend == "triton" and not triton_available():
