@@ -1,0 +1,174 @@
+"""ResNetBKConfig: every hyper-parameter of the ResNet-BK language model, validated."""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+from transformers import PretrainedConfig
+
+MIXER_MODES = ("resolvent", "diag")
+FFN_TYPES = ("mlp", "swiglu")
+HOPPING_MODES = ("constant", "learned", "input")
+SCAN_BACKENDS = ("auto", "naive", "recurrent", "triton")
+
+
+def _need(name, ok: bool, allowed: str, value):
+    if not ok:
+        raise ValueError(f"ResNetBKConfig.{name} must be {allowed}, got {value!r}")
+
+
+def _int(name, value, low, high=None):
+    ok = isinstance(value, Integral) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    _need(name, ok, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""), value)
+
+
+def _float(name, value, low=None, high=None, low_open=False, allow_none=False):
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    rng = "a finite number"
+    if low is not None:
+        rng += f" {'>' if low_open else '>='} {low}"
+    if high is not None:
+        rng += f" and <= {high}"
+    if allow_none:
+        rng += " (or None to disable)"
+    _need(name, ok, rng, value)
+
+
+def _choice(name, value, choices):
+    _need(name, value in choices, f"one of {choices}", value)
+
+
+class ResNetBKConfig(PretrainedConfig):
+    r"""Configuration of a ResNet-BK causal language model (see DESIGN.md sections 2 and 3).
+
+    Args:
+        vocab_size: size of the token vocabulary.
+        hidden_size: model width d_model (alias `d_model`).
+        num_hidden_layers: number of residual blocks (alias `n_layers`).
+        num_heads: BK heads; each head has its own tridiagonal Hamiltonian. Must divide hidden_size.
+        num_shifts: spectral shifts z_k per head (K): the state size per channel.
+        mixer_mode: "resolvent" (values + readout, DESIGN 2.5) or "diag" (the seeds' features [Re g, Im g]).
+        ffn_type: "mlp" (GELU) or "swiglu". intermediate_size: FFN hidden width (default 4 * hidden_size,
+            or 8/3 * hidden_size rounded for swiglu).
+        h0_diag: diagonal of the free Hamiltonian H0 (-2 = discrete Laplacian).
+        hopping_mode: "constant" (every b_t = hop_value), "learned" (one b per head, initialised at
+            hop_value) or "input" (b_t = hop_max * sigmoid(linear(x_t))).
+        hop_value: hopping of the constant mode and initial hopping of the learned mode.
+        hop_max: upper bound of the hopping in the learned and input modes.
+        eta_min: floor of Im z; |g_t| <= 1 / eta_min holds at every position.
+        eta_init_range: (low, high) of the initial Im z, spread log-uniformly over the shifts.
+        lambda_init_range: (low, high) of the initial Re z; None = the band of H0,
+            [h0_diag - 2 hop_value, h0_diag + 2 hop_value].
+        potential_clamp: soft bound on the potential, v = c * tanh(v_raw / c) (seeds' v clamp); None disables.
+        feature_clamp: bound on the diag-mode features (seeds' feature clamp); None disables.
+        rms_norm_eps, initializer_range, tie_word_embeddings: as usual in transformers.
+        scan_backend: "auto" (Triton on CUDA, else the recurrent CPU path), "naive", "recurrent", "triton".
+    """
+
+    model_type = "resnet_bk"
+    attribute_map = {"d_model": "hidden_size", "n_layers": "num_hidden_layers", "num_attention_heads": "num_heads"}
+
+    def __init__(
+        self,
+        vocab_size: int = 8192,
+        hidden_size: int = 256,
+        num_hidden_layers: int = 4,
+        num_heads: int = 4,
+        num_shifts: int = 4,
+        mixer_mode: str = "resolvent",
+        ffn_type: str = "swiglu",
+        intermediate_size: int | None = None,
+        h0_diag: float = -2.0,
+        hopping_mode: str = "input",
+        hop_value: float = 1.0,
+        hop_max: float = 1.0,
+        eta_min: float = 0.05,
+        eta_init_range=(0.25, 2.0),
+        lambda_init_range=None,
+        potential_clamp: float | None = 8.0,
+        feature_clamp: float | None = 20.0,
+        rms_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        tie_word_embeddings: bool = True,
+        scan_backend: str = "auto",
+        use_cache: bool = True,
+        pad_token_id: int | None = 0,
+        bos_token_id: int | None = 1,
+        eos_token_id: int | None = 1,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_heads = num_heads
+        self.num_shifts = num_shifts
+        self.mixer_mode = mixer_mode
+        self.ffn_type = ffn_type
+        if intermediate_size is None and isinstance(hidden_size, Integral):
+            intermediate_size = 4 * hidden_size if ffn_type == "mlp" else 64 * math.ceil(8 * hidden_size / 3 / 64)
+        self.intermediate_size = intermediate_size
+        self.h0_diag = h0_diag
+        self.hopping_mode = hopping_mode
+        self.hop_value = hop_value
+        self.hop_max = hop_max
+        self.eta_min = eta_min
+        self.eta_init_range = list(eta_init_range) if eta_init_range is not None else eta_init_range
+        if lambda_init_range is None and isinstance(h0_diag, Real) and isinstance(hop_value, Real):
+            lambda_init_range = (h0_diag - 2 * hop_value, h0_diag + 2 * hop_value)
+        self.lambda_init_range = list(lambda_init_range) if lambda_init_range is not None else lambda_init_range
+        self.potential_clamp = potential_clamp
+        self.feature_clamp = feature_clamp
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        self.scan_backend = scan_backend
+        self.use_cache = use_cache
+        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+                         tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.validate_fields()
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def validate_fields(self) -> None:
+        """Raise ValueError naming the first impossible field and its allowed range."""
+        _int("vocab_size", self.vocab_size, 2)
+        _int("hidden_size", self.hidden_size, 1)
+        _int("num_hidden_layers", self.num_hidden_layers, 1)
+        _int("num_heads", self.num_heads, 1, self.hidden_size)
+        _need("num_heads", self.hidden_size % self.num_heads == 0,
+              f"a divisor of hidden_size={self.hidden_size}", self.num_heads)
+        _int("num_shifts", self.num_shifts, 1, 256)
+        _choice("mixer_mode", self.mixer_mode, MIXER_MODES)
+        _choice("ffn_type", self.ffn_type, FFN_TYPES)
+        _int("intermediate_size", self.intermediate_size, 1)
+        _float("h0_diag", self.h0_diag)
+        _choice("hopping_mode", self.hopping_mode, HOPPING_MODES)
+        _float("hop_value", self.hop_value, 0.0, low_open=True)
+        _float("hop_max", self.hop_max, 0.0, low_open=True)
+        if self.hopping_mode == "learned":
+            _need("hop_value", self.hop_value < self.hop_max, f"< hop_max={self.hop_max} in learned mode",
+                  self.hop_value)
+        _float("eta_min", self.eta_min, 0.0, low_open=True)
+        for name, rng, low in (("eta_init_range", self.eta_init_range, self.eta_min),
+                               ("lambda_init_range", self.lambda_init_range, None)):
+            ok = (isinstance(rng, (list, tuple)) and len(rng) == 2
+                  and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in rng)
+                  and rng[0] <= rng[1] and (low is None or rng[0] > low))
+            bound = "" if low is None else f" with low > eta_min={low}"
+            _need(name, ok, f"a pair (low, high) of finite numbers, low <= high{bound}", rng)
+        _float("potential_clamp", self.potential_clamp, 0.0, low_open=True, allow_none=True)
+        _float("feature_clamp", self.feature_clamp, 0.0, low_open=True, allow_none=True)
+        _float("rms_norm_eps", self.rms_norm_eps, 0.0, low_open=True)
+        _float("initializer_range", self.initializer_range, 0.0, low_open=True)
+        _choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name, None)
+            if value is not None:
+                _int(name, value, 0, self.vocab_size - 1)

@@ -1,0 +1,481 @@
+"""ResNet-BK causal language model for Hugging Face transformers.
+
+Read top to bottom: RMSNorm -> BK mixer -> FFN -> block -> model -> heads.
+The BK mixer is the causal resolvent of a learned tridiagonal Hamiltonian
+(DESIGN.md 2.1, 2.5): per head and spectral shift z_k,
+
+    g_t = 1 / (a_t - z_k - b_t^2 g_{t-1}),   y_t = g_t (u_t - b_t y_{t-1}),
+    o_t = sum_k Re(conj(C_{t,k}) y_t^(k))
+
+with potential a_t = h0_diag + v(x_t), hopping b_t, values u(x_t) and readout
+C(x_t) all computed from the token's hidden state. The scan itself lives in
+`kernels/` (readable reference, CPU recurrent path, Triton on CUDA).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+import transformers
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutputWithPast
+from transformers.utils import ModelOutput
+
+from .configuration import ResNetBKConfig
+from .kernels import causal_green_naive, causal_resolvent_scan
+
+try:  # transformers >= 5: init helpers that skip weights already loaded from a checkpoint
+    from transformers import initialization as _init
+except ImportError:  # transformers 4.x
+    _init = None
+
+TRANSFORMERS_V5 = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def _normal_(t, std):
+    return _init.normal_(t, mean=0.0, std=std) if _init else nn.init.normal_(t, mean=0.0, std=std)
+
+
+def _zeros_(t):
+    return _init.zeros_(t) if _init else nn.init.zeros_(t)
+
+
+def _ones_(t):
+    return _init.ones_(t) if _init else nn.init.ones_(t)
+
+
+def _copy_(t, value):
+    if _init:
+        return _init.copy_(t, value)
+    with torch.no_grad():
+        return t.copy_(value)
+
+
+def _scan_precision(x: torch.Tensor) -> torch.Tensor:
+    """The scan runs in float32 at least (float64 stays float64, for references and gradcheck)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+class ResNetBKCache:
+    """Recurrent state of every layer: O(1) memory in the context length.
+
+    Per layer: g (B, H, K, 2) and y (B, H, K, P, 2), complex numbers as real pairs,
+    float32. `seqlen_offset` counts the tokens already absorbed; `last_mask` is
+    the attention mask of the last absorbed position (a padded last position
+    must not couple to the next token).
+    """
+
+    is_compileable = False
+
+    def __init__(self, config: ResNetBKConfig, batch_size: int, device=None):
+        self.config = config
+        self.batch_size = batch_size
+        self.device = device
+        self.states: List[Optional[Tuple[torch.Tensor, torch.Tensor]]] = [None] * config.num_hidden_layers
+        self.seqlen_offset = 0
+        self.last_mask: Optional[torch.Tensor] = None
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seqlen_offset
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Select batch rows (beam search)."""
+        for i, state in enumerate(self.states):
+            if state is not None:
+                self.states[i] = tuple(s.index_select(0, beam_idx.to(s.device)) for s in state)
+        if self.last_mask is not None:
+            self.last_mask = self.last_mask.index_select(0, beam_idx.to(self.last_mask.device))
+
+    def reset(self) -> None:
+        self.states = [None] * len(self.states)
+        self.seqlen_offset = 0
+        self.last_mask = None
+
+
+class ResNetBKRMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x):
+        x32 = _scan_precision(x)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class ResNetBKMixer(nn.Module):
+    """The BK layer: input-dependent tridiagonal Hamiltonian, causal resolvent scan, gated output."""
+
+    def __init__(self, config: ResNetBKConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        D, H, K = config.hidden_size, config.num_heads, config.num_shifts
+        self.num_heads, self.num_shifts, self.head_dim = H, K, D // H
+        # One input projection, split into named parts (one matmul instead of five).
+        self.split_sizes = {"potential": H}
+        if config.hopping_mode == "input":
+            self.split_sizes["hopping"] = H
+        if config.mixer_mode == "resolvent":
+            self.split_sizes["values"] = D
+            self.split_sizes["readout"] = 2 * H * K
+        self.split_sizes["gate"] = D
+        self.in_proj = nn.Linear(D, sum(self.split_sizes.values()), bias=True)
+        if config.mixer_mode == "diag":
+            self.feature_proj = nn.Linear(2 * H * K, D, bias=False)
+        if config.hopping_mode == "learned":
+            self.hopping_logit = nn.Parameter(torch.zeros(H))
+        # z = shift_energy + i (eta_min + softplus(shift_width)): Im z >= eta_min > 0 always.
+        self.shift_energy = nn.Parameter(torch.zeros(H, K))
+        self.shift_width = nn.Parameter(torch.zeros(H, K))
+        self.out_proj = nn.Linear(D, D, bias=False)
+
+    def reset_shift_parameters(self):
+        """Energies spread over the band of H0, widths log-uniform in eta_init_range."""
+        cfg, K = self.config, self.num_shifts
+        lo, hi = cfg.lambda_init_range
+        energy = torch.linspace(lo, hi, K + 2)[1:-1] if K > 0 else torch.zeros(0)
+        e_lo, e_hi = cfg.eta_init_range
+        eta = torch.exp(torch.linspace(math.log(e_lo), math.log(e_hi), K))
+        # softplus^-1(eta - eta_min)
+        width = torch.log(torch.expm1(torch.clamp(eta - cfg.eta_min, min=1e-6)))
+        _copy_(self.shift_energy, energy.expand(self.num_heads, K).clone())
+        _copy_(self.shift_width, width.expand(self.num_heads, K).clone())
+        if cfg.hopping_mode == "learned":
+            p = cfg.hop_value / cfg.hop_max
+            _copy_(self.hopping_logit, torch.full((self.num_heads,), math.log(p / (1 - p))))
+
+    def shifts(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        z_re = _scan_precision(self.shift_energy)
+        z_im = self.config.eta_min + F.softplus(_scan_precision(self.shift_width))
+        return z_re, z_im
+
+    def hopping(self, raw: Optional[torch.Tensor], shape, dtype) -> torch.Tensor:
+        cfg = self.config
+        if cfg.hopping_mode == "constant":
+            return torch.full(shape, cfg.hop_value, device=self.shift_energy.device, dtype=dtype)
+        if cfg.hopping_mode == "learned":
+            return (cfg.hop_max * torch.sigmoid(_scan_precision(self.hopping_logit))).expand(shape)
+        return cfg.hop_max * torch.sigmoid(_scan_precision(raw))
+
+    def forward(self, x, attention_mask=None, prev_mask=None, state=None):
+        cfg = self.config
+        B, N, D = x.shape
+        H, K, P = self.num_heads, self.num_shifts, self.head_dim
+        parts = dict(zip(self.split_sizes, self.in_proj(x).split(list(self.split_sizes.values()), dim=-1)))
+        v = _scan_precision(parts["potential"])
+        if cfg.potential_clamp is not None:
+            v = cfg.potential_clamp * torch.tanh(v / cfg.potential_clamp)
+        a = cfg.h0_diag + v                                            # (B, N, H)
+        hop = self.hopping(parts.get("hopping"), (B, N, H), v.dtype)
+        if attention_mask is not None:
+            # A position after a padded one starts afresh: its hopping to the past is 0.
+            m = attention_mask.to(hop.dtype)
+            first = prev_mask.to(hop.dtype)[:, None] if prev_mask is not None else torch.ones_like(m[:, :1])
+            hop = hop * torch.cat([first, m[:, :-1]], dim=1)[..., None]
+        z_re, z_im = self.shifts()
+        if cfg.mixer_mode == "resolvent":
+            u = parts["values"].view(B, N, H, P)
+            if attention_mask is not None:
+                u = u * attention_mask.to(u.dtype)[:, :, None, None]
+            c_re, c_im = parts["readout"].view(B, N, H, K, 2).unbind(-1)
+            o, new_state = causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, state,
+                                                 backend=None if cfg.scan_backend == "auto" else cfg.scan_backend)
+            o = o.reshape(B, N, D)
+        else:  # "diag": the seeds' features [Re g_t, Im g_t]
+            g0 = None if state is None else torch.view_as_complex(_scan_precision(state[0]).contiguous())
+            g = causal_green_naive(a, hop, z_re, z_im, g0)             # (B, N, H, K) complex
+            feats = torch.view_as_real(g).reshape(B, N, 2 * H * K)
+            if cfg.feature_clamp is not None:
+                feats = feats.clamp(-cfg.feature_clamp, cfg.feature_clamp)
+            o = self.feature_proj(feats.to(x.dtype))
+            new_state = (torch.view_as_real(g[:, -1]).contiguous(),)
+        o = o.to(x.dtype) * F.silu(parts["gate"])
+        return self.out_proj(o), new_state
+
+
+class ResNetBKFeedForward(nn.Module):
+    def __init__(self, config: ResNetBKConfig):
+        super().__init__()
+        D, F_ = config.hidden_size, config.intermediate_size
+        self.swiglu = config.ffn_type == "swiglu"
+        self.up_proj = nn.Linear(D, 2 * F_ if self.swiglu else F_, bias=False)
+        self.down_proj = nn.Linear(F_, D, bias=False)
+
+    def forward(self, x):
+        h = self.up_proj(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h)
+        return self.down_proj(h)
+
+
+class ResNetBKBlock(nn.Module):
+    """x = x + Mixer(RMSNorm(x)); x = x + FFN(RMSNorm(x))."""
+
+    def __init__(self, config: ResNetBKConfig, layer_idx: int):
+        super().__init__()
+        self.mixer_norm = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mixer = ResNetBKMixer(config, layer_idx)
+        self.ffn_norm = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.ffn = ResNetBKFeedForward(config)
+
+    def forward(self, x, attention_mask=None, prev_mask=None, state=None):
+        mixed, new_state = self.mixer(self.mixer_norm(x), attention_mask, prev_mask, state)
+        x = x + mixed
+        x = x + self.ffn(self.ffn_norm(x))
+        return x, new_state
+
+
+class ResNetBKPreTrainedModel(PreTrainedModel):
+    config_class = ResNetBKConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ResNetBKBlock"]
+    _keep_in_fp32_modules = ["shift_energy", "shift_width"]
+    _is_stateful = True
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            _normal_(module.weight, std)
+            if module.bias is not None:
+                _zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            _normal_(module.weight, std)
+        elif isinstance(module, ResNetBKRMSNorm):
+            _ones_(module.weight)
+        if isinstance(module, ResNetBKMixer):
+            module.reset_shift_parameters()
+            # GPT-2 style: residual branches scaled down with depth
+            _normal_(module.out_proj.weight, std / math.sqrt(2 * self.config.num_hidden_layers))
+        elif isinstance(module, ResNetBKFeedForward):
+            _normal_(module.down_proj.weight, std / math.sqrt(2 * self.config.num_hidden_layers))
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the recurrent state lives in ResNetBKCache, passed as `cache_params`
+
+
+@dataclass
+class ResNetBKOutput(ModelOutput):
+    last_hidden_state: Optional[torch.FloatTensor] = None
+    cache_params: Optional[ResNetBKCache] = None
+    hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
+
+
+@dataclass
+class ResNetBKCausalLMOutput(ModelOutput):
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    cache_params: Optional[ResNetBKCache] = None
+    hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
+
+
+def _check_inputs(config, input_ids, inputs_embeds, attention_mask):
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    if input_ids is not None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex:
+            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        batch, length = input_ids.shape
+        if input_ids.numel() > 0:
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= config.vocab_size:
+                raise ValueError(f"token ids must be in [0, {config.vocab_size - 1}] (vocab_size={config.vocab_size}), "
+                                 f"got ids in [{low}, {high}]")
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(f"inputs_embeds must have shape (batch, seq_len, {config.hidden_size}), "
+                             f"got {tuple(inputs_embeds.shape)}")
+        batch, length = inputs_embeds.shape[:2]
+    if batch == 0 or length == 0:
+        raise ValueError(f"empty input: got batch={batch}, seq_len={length}; need at least one token")
+    if attention_mask is not None:
+        if tuple(attention_mask.shape) != (batch, length):
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match the input's "
+                             f"(batch, seq_len) = {(batch, length)}")
+        if attention_mask.numel() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise ValueError("attention_mask must contain only 0 and 1")
+
+
+class ResNetBKModel(ResNetBKPreTrainedModel):
+    def __init__(self, config: ResNetBKConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=None)
+        self.layers = nn.ModuleList([ResNetBKBlock(config, i) for i in range(config.num_hidden_layers)])
+        self.norm_f = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params=None,
+                use_cache=None, output_hidden_states=None, return_dict=None, **kwargs):
+        _check_inputs(self.config, input_ids, inputs_embeds, attention_mask)
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = bool(output_hidden_states)
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        if attention_mask is not None and bool(attention_mask.all()) and (
+                cache_params is None or cache_params.last_mask is None or bool(cache_params.last_mask.all())):
+            attention_mask = None  # nothing is masked: skip the masking work
+        if use_cache and cache_params is None:
+            cache_params = ResNetBKCache(self.config, x.shape[0], x.device)
+        if cache_params is not None and cache_params.batch_size != x.shape[0]:
+            raise ValueError(f"cache_params holds batch {cache_params.batch_size}, input has batch {x.shape[0]}")
+        prev_mask = cache_params.last_mask if cache_params is not None else None
+        all_hidden = []
+        for i, block in enumerate(self.layers):
+            if output_hidden_states:
+                all_hidden.append(x)
+            state = cache_params.states[i] if cache_params is not None else None
+            if self.gradient_checkpointing and self.training:
+                x, new_state = torch.utils.checkpoint.checkpoint(block, x, attention_mask, prev_mask, state,
+                                                                 use_reentrant=False)
+            else:
+                x, new_state = block(x, attention_mask, prev_mask, state)
+            if cache_params is not None:
+                cache_params.states[i] = tuple(s.detach() for s in new_state) if not torch.is_grad_enabled() \
+                    else new_state
+        x = self.norm_f(x)
+        if output_hidden_states:
+            all_hidden.append(x)
+        if cache_params is not None:
+            cache_params.seqlen_offset += x.shape[1]
+            if attention_mask is not None:
+                cache_params.last_mask = attention_mask[:, -1].clone()
+            elif cache_params.last_mask is not None:
+                cache_params.last_mask = torch.ones_like(cache_params.last_mask)
+        out = ResNetBKOutput(last_hidden_state=x, cache_params=cache_params if use_cache else None,
+                             hidden_states=tuple(all_hidden) if output_hidden_states else None)
+        return out if return_dict else out.to_tuple()
+
+
+class ResNetBKForCausalLM(ResNetBKPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"} if TRANSFORMERS_V5 else ["lm_head.weight"]
+
+    def __init__(self, config: ResNetBKConfig):
+        super().__init__(config)
+        self.model = ResNetBKModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def prepare_inputs_for_generation(self, input_ids, cache_params=None, attention_mask=None, inputs_embeds=None,
+                                      use_cache=None, **kwargs):
+        # The cache has absorbed `seqlen_offset` tokens: feed only the new ones (O(1) per generated token).
+        if cache_params is not None and cache_params.seqlen_offset > 0:
+            offset = cache_params.seqlen_offset
+            input_ids = input_ids[:, offset:]
+            if attention_mask is not None:
+                attention_mask = attention_mask[:, offset:]
+            inputs_embeds = None
+        model_inputs = {"cache_params": cache_params, "use_cache": use_cache, "attention_mask": attention_mask,
+                        "logits_to_keep": 1}
+        if inputs_embeds is not None:
+            model_inputs["inputs_embeds"] = inputs_embeds
+        else:
+            model_inputs["input_ids"] = input_ids.contiguous()
+        return model_inputs
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params=None, labels=None,
+                use_cache=None, output_hidden_states=None, return_dict=None, logits_to_keep: int = 0, **kwargs):
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                             cache_params=cache_params, use_cache=use_cache,
+                             output_hidden_states=output_hidden_states, return_dict=True)
+        hidden = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.lm_head(hidden).float()
+        loss = None
+        if labels is not None:
+            if labels.shape != hidden.shape[:2]:
+                raise ValueError(f"labels shape {tuple(labels.shape)} does not match the input's "
+                                 f"{tuple(hidden.shape[:2])}")
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                   labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
+        out = ResNetBKCausalLMOutput(loss=loss, logits=logits, cache_params=outputs.cache_params,
+                                     hidden_states=outputs.hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+class ResNetBKForSequenceClassification(ResNetBKPreTrainedModel):
+    """Last-token pooling: the recurrent state at the last real token summarises the sequence."""
+
+    def __init__(self, config: ResNetBKConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = ResNetBKModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None,
+                output_hidden_states=None, return_dict=None, **kwargs):
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                             use_cache=False, output_hidden_states=output_hidden_states, return_dict=True)
+        hidden = outputs.last_hidden_state
+        B, N = hidden.shape[:2]
+        if attention_mask is not None:
+            positions = torch.arange(N, device=hidden.device).expand(B, N)
+            last = torch.where(attention_mask.bool().to(hidden.device), positions, -1).max(dim=1).values
+            if bool((last < 0).any()):
+                raise ValueError("a row of attention_mask is all zeros: nothing to classify")
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            positions = torch.arange(N, device=hidden.device).expand(B, N)
+            not_pad = input_ids.to(hidden.device) != self.config.pad_token_id
+            last = torch.where(not_pad, positions, -1).max(dim=1).values.clamp(min=0)
+        else:
+            last = torch.full((B,), N - 1, device=hidden.device)
+        logits = self.score(hidden[torch.arange(B, device=hidden.device), last]).float()
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1), labels.float().view(-1)) if self.num_labels == 1 \
+                    else F.mse_loss(logits, labels.float())
+            elif self.config.problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits, labels.float())
+        out = SequenceClassifierOutputWithPast(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return out if return_dict else out.to_tuple()

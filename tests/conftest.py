@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RESNET_BK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def seed():
+    """A fresh seed per test run (printed on failure) so references are checked on new inputs."""
+    value = int.from_bytes(os.urandom(4), "little")
+    torch.manual_seed(value)
+    print(f"seed={value}", file=sys.stderr)
+    return value
+
+
+def tiny_config(**kwargs):
+    from resnet_bk_hf import ResNetBKConfig
+    base = dict(vocab_size=97, hidden_size=24, num_hidden_layers=2, num_heads=2, num_shifts=3,
+                intermediate_size=40, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    base.update(kwargs)
+    return ResNetBKConfig(**base)

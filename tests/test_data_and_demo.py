@@ -1,0 +1,73 @@
+"""Built-in corpus, chunking, the Trainer guard against NaN, and the demo end to end (few steps)."""
+import json
+import math
+
+import pytest
+import torch
+from transformers import Trainer, TrainingArguments, default_data_collator
+
+from resnet_bk_hf import ResNetBKForCausalLM
+from resnet_bk_hf.data import load_demo_corpus, tokenize_and_chunk
+from resnet_bk_hf.tokenization import load_tokenizer
+from resnet_bk_hf.training import NonFiniteLossCallback, NonFiniteLossError
+
+from conftest import tiny_config
+
+
+def test_demo_corpus_splits_by_year():
+    corpus = load_demo_corpus()
+    assert len(corpus["train"]) == 27 and len(corpus["validation"]) == 3
+    assert max(corpus["train"]["year"]) < 1988 <= min(corpus["validation"]["year"])
+    assert all(len(t) > 1000 for t in corpus["validation"]["text"])
+
+
+def test_missing_corpus_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="demo corpus missing"):
+        load_demo_corpus(tmp_path / "nope.jsonl")
+
+
+def test_chunks_are_full_blocks_with_eos_between_documents():
+    tok = load_tokenizer()
+    corpus = load_demo_corpus()["validation"]
+    blocks = tokenize_and_chunk(corpus, tok, 64)
+    assert all(len(b) == 64 for b in blocks["input_ids"])
+    assert blocks[0]["input_ids"] == blocks[0]["labels"]
+    flat = [t for b in blocks["input_ids"] for t in b]
+    assert flat.count(tok.eos_token_id) >= 2  # documents are separated
+    with pytest.raises(ValueError, match="block_size must be >= 2"):
+        tokenize_and_chunk(corpus, tok, 1)
+
+
+
+def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
+    from transformers import TrainerCallback
+    model = ResNetBKForCausalLM(tiny_config())
+    data = [{"input_ids": torch.randint(0, 97, (16,)), "labels": torch.randint(0, 97, (16,))} for _ in range(64)]
+
+    class Poison(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                with torch.no_grad():
+                    model.lm_head.weight.fill_(float("nan"))
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=4, logging_steps=2,
+                             save_strategy="steps", save_steps=2, report_to="none", use_cpu=True,
+                             logging_nan_inf_filter=False, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator,
+                      callbacks=[NonFiniteLossCallback(), Poison()])
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 6.*resume from .*checkpoint-4"):
+        trainer.train()
+
+
+def test_demo_end_to_end(tmp_path):
+    from resnet_bk_hf.demo import run_demo
+    result = run_demo(output_dir=tmp_path / "model", results_dir=tmp_path / "results", max_steps=4)
+    saved = json.loads((tmp_path / "results" / "demo.json").read_text())
+    assert saved["max_steps"] == 4 and math.isfinite(saved["validation_perplexity"])
+    assert saved["validation_perplexity"] == pytest.approx(math.exp(saved["validation_loss"]))
+    assert (tmp_path / "results" / "demo_loss.png").stat().st_size > 1000
+    assert result["greedy_continuation"] and result["sampled_continuation"]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "model")
+    assert model.config.vocab_size == len(tok)

@@ -1,0 +1,181 @@
+"""The HF model: causality, cache, generation, round trip, padding, heads, bad input."""
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+import resnet_bk_hf  # noqa: F401  (registers the Auto classes)
+from resnet_bk_hf import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel
+from resnet_bk_hf.modeling import ResNetBKMixer
+
+from conftest import tiny_config
+
+MODES = [dict(mixer_mode="resolvent"), dict(mixer_mode="diag"),
+         dict(mixer_mode="resolvent", hopping_mode="learned", hop_value=0.5),
+         dict(mixer_mode="resolvent", hopping_mode="constant", ffn_type="mlp")]
+
+
+def model_for(seed_kwargs=None, **kw):
+    model = ResNetBKForCausalLM(tiny_config(**kw)).eval()
+    # Random init leaves potentials ~0; widen them so the tests see a non-trivial Hamiltonian.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, ResNetBKMixer):
+                m.in_proj.weight.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("kw", MODES)
+def test_causality(seed, kw):
+    model = model_for(**kw)
+    ids = torch.randint(0, 97, (3, 20))
+    with torch.no_grad():
+        base = model(ids, use_cache=False).logits
+        for t in (0, 7, 18):
+            changed = ids.clone()
+            changed[:, t + 1:] = torch.randint(0, 97, changed[:, t + 1:].shape)
+            assert not torch.equal(changed, ids) or t == 19
+            out = model(changed, use_cache=False).logits
+            assert (out[:, : t + 1] - base[:, : t + 1]).abs().max() <= 1e-6
+            assert (out[:, t + 1:] - base[:, t + 1:]).abs().max() > 1e-6  # the future does matter later
+
+
+@pytest.mark.parametrize("kw", MODES)
+def test_token_by_token_cache_matches_full_forward(seed, kw):
+    model = model_for(**kw)
+    ids = torch.randint(0, 97, (2, 16))
+    with torch.no_grad():
+        full = model(ids, use_cache=False).logits
+        cache, steps = None, []
+        for t in range(16):
+            out = model(ids[:, t:t + 1], cache_params=cache, use_cache=True)
+            cache = out.cache_params
+            steps.append(out.logits)
+        # a prefill of 9 tokens then steps, too
+        pre = model(ids[:, :9], use_cache=True)
+        rest = model(ids[:, 9:], cache_params=pre.cache_params, use_cache=True)
+    assert (torch.cat(steps, 1) - full).abs().max() <= 1e-5
+    assert (torch.cat([pre.logits, rest.logits], 1) - full).abs().max() <= 1e-5
+    assert cache.seqlen_offset == 16
+
+
+def test_generate_is_recurrent_and_matches_no_cache(seed):
+    model = model_for()
+    ids = torch.randint(2, 97, (2, 7))
+    lengths = []
+    hook = model.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    with torch.no_grad():
+        cached = model.generate(ids, max_new_tokens=8, do_sample=False, min_new_tokens=8)
+    hook.remove()
+    assert lengths == [7] + [1] * 7, "each new token must cost one step of the scan"
+    with torch.no_grad():
+        uncached = model.generate(ids, max_new_tokens=8, do_sample=False, min_new_tokens=8, use_cache=False)
+    assert cached.shape == (2, 15) and torch.equal(cached, uncached)
+
+
+def test_left_padding_is_exact(seed):
+    model = model_for()
+    ids = torch.randint(2, 97, (1, 10))
+    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], 1)
+    mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
+    with torch.no_grad():
+        plain = model(ids, use_cache=False).logits
+        pad = model(padded, attention_mask=mask, use_cache=False).logits[:, 4:]
+        gen_plain = model.generate(ids, max_new_tokens=5, do_sample=False, min_new_tokens=5)
+        gen_pad = model.generate(padded, attention_mask=mask, max_new_tokens=5, do_sample=False, min_new_tokens=5)
+    assert (plain - pad).abs().max() <= 1e-5
+    assert torch.equal(gen_plain[:, 10:], gen_pad[:, 14:])
+
+
+def test_round_trip_and_auto_classes(tmp_path, seed):
+    model = model_for()
+    ids = torch.randint(0, 97, (2, 11))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "resnet_bk"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, ResNetBKForCausalLM)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+
+
+def test_shipped_tokenizer_loads_with_auto_tokenizer(tmp_path):
+    from transformers import AutoTokenizer
+    from resnet_bk_hf.tokenization import load_tokenizer
+    tok = load_tokenizer()
+    tok.save_pretrained(tmp_path)
+    auto = AutoTokenizer.from_pretrained(tmp_path)
+    text = "The State of the Union, 1990: strong — and 42 percent!"
+    assert auto(text).input_ids == tok(text).input_ids
+    assert auto.decode(auto(text).input_ids) == text
+    assert (auto.pad_token_id, auto.eos_token_id, len(auto)) == (0, 1, 8192)
+
+
+def test_gradcheck_through_the_layer(seed):
+    cfg = tiny_config(hidden_size=8, num_heads=2, num_shifts=2)
+    mixer = ResNetBKMixer(cfg, 0).double()
+    for p in mixer.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: mixer(x)[0], (x,))
+    params = [p for p in mixer.parameters()]
+    assert torch.autograd.gradcheck(lambda *ps: torch.func.functional_call(
+        mixer, dict(zip([n for n, _ in mixer.named_parameters()], ps)), (x.detach(),))[0], tuple(params))
+
+
+def test_training_step_reduces_loss(seed):
+    model = ResNetBKForCausalLM(tiny_config()).train()
+    ids = torch.randint(0, 97, (4, 12))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_sequence_classification_uses_last_real_token(seed):
+    cfg = tiny_config(num_labels=3)
+    model = ResNetBKForSequenceClassification(cfg).eval()
+    ids = torch.randint(2, 97, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1)   # right padding
+    mask = (padded != 0).long()
+    with torch.no_grad():
+        a = model(ids).logits
+        b = model(padded, attention_mask=mask).logits
+        out = model(ids, labels=torch.tensor([2]))
+    assert a.shape == (1, 3) and torch.allclose(a, b, atol=1e-6)
+    assert out.loss is not None and torch.isfinite(out.loss)
+    assert isinstance(AutoModelForSequenceClassification.from_config(cfg), ResNetBKForSequenceClassification)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = model_for()
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 96\]"):
+        model(torch.tensor([[1, 2, 97]]))
+    with pytest.raises(ValueError, match=r"token ids must be in"):
+        model(torch.tensor([[-1, 2]]))
+    with pytest.raises(ValueError, match="empty input"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        model(torch.ones(2, 5, dtype=torch.long), attention_mask=torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        model(torch.ones(1, 3, dtype=torch.long), attention_mask=torch.tensor([[1, 2, 1]]))
+    with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, seq_len\)"):
+        model(torch.ones(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(torch.ones(1, 3))
+    with pytest.raises(ValueError, match="cache_params holds batch 2"):
+        cache = model(torch.ones(2, 3, dtype=torch.long), use_cache=True).cache_params
+        model(torch.ones(1, 1, dtype=torch.long), cache_params=cache)
+
+
+def test_hidden_states_and_base_model(seed):
+    model = ResNetBKModel(tiny_config()).eval()
+    out = model(torch.randint(0, 97, (2, 5)), output_hidden_states=True)
+    assert len(out.hidden_states) == 3 and out.last_hidden_state.shape == (2, 5, 24)
