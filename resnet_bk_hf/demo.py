@@ -24,7 +24,7 @@ PRESETS = {
     "cuda": dict(model=dict(hidden_size=512, num_hidden_layers=8, num_heads=8, num_shifts=8),
                  block_size=512, batch_size=32, max_steps=600, learning_rate=1.5e-3),
 }
-PROMPT = "Mr. Speaker, Mr. President, Members of the Congress, "
+PROMPT = "Mr. Speaker, Mr. President, Members of the Congress,"
 
 
 def run_demo(output_dir="outputs/demo-model", results_dir="results", max_steps=None, seed=0, device=None):
