@@ -418,8 +418,14 @@ class ResNetBKForCausalLM(ResNetBKPreTrainedModel, GenerationMixin):
             if labels.shape != hidden.shape[:2]:
                 raise ValueError(f"labels shape {tuple(labels.shape)} does not match the input's "
                                  f"{tuple(hidden.shape[:2])}")
+            # Trainer passes num_items_in_batch (label tokens over all accumulated micro-batches): then the
+            # loss is a sum over that count, so gradient accumulation weighs every token equally.
+            num_items = kwargs.get("num_items_in_batch")
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                   labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
+                                   labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100,
+                                   reduction="mean" if num_items is None else "sum")
+            if num_items is not None:
+                loss = loss / torch.as_tensor(num_items, device=loss.device, dtype=loss.dtype)
         out = ResNetBKCausalLMOutput(loss=loss, logits=logits, cache_params=outputs.cache_params,
                                      hidden_states=outputs.hidden_states)
         return out if return_dict else out.to_tuple()

@@ -179,3 +179,14 @@ def test_hidden_states_and_base_model(seed):
     model = ResNetBKModel(tiny_config()).eval()
     out = model(torch.randint(0, 97, (2, 5)), output_hidden_states=True)
     assert len(out.hidden_states) == 3 and out.last_hidden_state.shape == (2, 5, 24)
+
+
+def test_loss_normalised_by_trainer_token_count(seed):
+    model = model_for()
+    ids = torch.randint(0, 97, (2, 9))
+    labels = ids.clone()
+    labels[0, :4] = -100
+    mean = model(ids, labels=labels).loss
+    counted = int((labels[:, 1:] != -100).sum())
+    summed = model(ids, labels=labels, num_items_in_batch=torch.tensor(3 * counted)).loss
+    assert torch.allclose(summed * 3, mean, rtol=1e-5)
