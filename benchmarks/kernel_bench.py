@@ -1,0 +1,367 @@
+"""Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
+
+    PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
+
+Prints tables and writes JSON:
+  * copy: device-to-device copy bandwidth (bytes read + written) measured in this run = the floor;
+  * check: GPU correctness of the kernel vs the float64 recurrent reference (forward + all grads);
+  * grid: forward and forward+backward time (triton.testing.do_bench, median) over (batch, N, d_model, K),
+    the minimal bytes each must move, achieved bytes/s as a fraction of the copy bandwidth, peak memory;
+  * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton, the PyTorch recurrent reference (and a
+    torch.compile'd step loop), mambapy's parallel-scan selective scan (state 16), causal SDPA (flash).
+Head size P = 64 channels (H = d_model / 64 heads). Times in ms.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import triton
+import triton.testing
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from resnet_bk_hf.kernels import recurrent  # noqa: E402
+from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
+
+DEV = "cuda"
+P_HEAD = 64
+
+
+def bench(fn, rep=200, warmup=25):
+    return triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
+
+
+def peak_mem(fn):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20   # MiB above the live inputs
+
+
+def copy_bandwidth():
+    n = 2**28  # 1 GiB of float32
+    x = torch.randn(n, device=DEV)
+    y = torch.empty_like(x)
+    t = bench(lambda: y.copy_(x))
+    del x, y
+    return 2 * n * 4 / (t * 1e-3)
+
+
+def bk_inputs(B, N, d, K, dtype, grad=False):
+    H = d // P_HEAD
+    g = torch.Generator(device=DEV).manual_seed(0)
+    z_re = (-4.0 * torch.rand(H, K, device=DEV, generator=g))
+    z_im = (0.8 + 0.5 * torch.rand(H, K, device=DEV, generator=g))
+    hop = (0.2 + 0.5 * torch.rand(B, N, H, device=DEV, generator=g)) * 0.8
+    a = -2.0 + 2.0 * torch.randn(B, N, H, device=DEV, generator=g)
+    u = torch.randn(B, N, H, P_HEAD, device=DEV, generator=g)
+    c_re = torch.randn(B, N, H, K, device=DEV, generator=g)
+    c_im = torch.randn(B, N, H, K, device=DEV, generator=g)
+    xs = [x.to(dtype) for x in (a, hop, u, c_re, c_im)] + [z_re, z_im]
+    if grad:
+        xs = [x.requires_grad_() for x in xs]
+    return xs
+
+
+def bk_bytes(B, N, d, K, dtype):
+    """Fewest bytes: forward reads a, hop, u, C and writes o; backward reads those and dL/do and writes
+    the gradients of a, hop, u, C (z and the state are negligible)."""
+    e = torch.finfo(dtype).bits // 8
+    H = d // P_HEAD
+    fwd = B * N * H * (2 + P_HEAD + 2 * K + P_HEAD) * e
+    bwd = B * N * H * ((2 + P_HEAD + 2 * K + P_HEAD) + (2 + P_HEAD + 2 * K)) * e
+    return fwd, fwd + bwd
+
+
+def time_bk(B, N, d, K, dtype, cfg=None):
+    xs = bk_inputs(B, N, d, K, dtype, grad=True)
+    f = lambda: ts.causal_resolvent_scan_triton(*xs, config=cfg)[0]
+    with torch.no_grad():
+        t_f = bench(lambda: ts.causal_resolvent_scan_triton(*[x.detach() for x in xs], config=cfg))
+    do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV, dtype=dtype)
+
+    def fb():   # autograd.grad: no accumulation into .grad inside the timed region
+        return torch.autograd.grad(f(), xs, do)
+    t_fb = bench(fb, rep=300)
+    m_f = peak_mem(lambda: ts.causal_resolvent_scan_triton(*[x.detach() for x in xs], config=cfg))
+    m_fb = peak_mem(fb)
+    ok = all(torch.isfinite(g).all().item() for g in fb())
+    del xs, do
+    torch.cuda.empty_cache()
+    return t_f, t_fb, m_f, m_fb, ok
+
+
+CHECKS = {
+    "f32 ragged N=4099 state": (2, 4099, 4, 8, 2.0, 0.7, torch.float32, 1e-5),
+    "f32 |a|~1e3, hop~0.99 eta": (1, 3001, 4, 8, 300.0, 0.999, torch.float32, 1e-5),
+    "bf16 N=2050": (2, 2050, 4, 8, 2.0, 0.7, torch.bfloat16, 1e-2),
+}
+
+
+def correctness(checks=CHECKS, cfg=None):
+    """Forward + every gradient vs the float64 recurrent reference, poisoned outputs, ragged N."""
+    out = {}
+    torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
+    for name, (B, N, H, K, a_scale, hop_hi, dtype, tol) in checks.items():
+        z_re = -4 * torch.rand(H, K, dtype=torch.float64)
+        z_im = 0.8 + 0.5 * torch.rand(H, K, dtype=torch.float64)
+        hop = (hop_hi - 0.03 + 0.03 * torch.rand(B, N, H, dtype=torch.float64)) * z_im.min(-1).values \
+            if hop_hi > 0.9 else (0.2 + 0.5 * torch.rand(B, N, H, dtype=torch.float64)) * z_im.min(-1).values
+        a = -2 + a_scale * torch.randn(B, N, H, dtype=torch.float64)
+        if a_scale > 100:
+            a[:, ::5] = 1e3 * torch.sign(torch.randn_like(a[:, ::5]))
+        xs = [a, hop, torch.randn(B, N, H, P_HEAD, dtype=torch.float64),
+              torch.randn(B, N, H, K, dtype=torch.float64), torch.randn(B, N, H, K, dtype=torch.float64), z_re, z_im]
+        g0 = 0.3 * torch.randn(B, H, K, 2, dtype=torch.float64)
+        g0[..., 1] = g0[..., 1].abs()
+        xs += [g0, torch.randn(B, H, K, P_HEAD, 2, dtype=torch.float64)]
+        xs = [x.to(dtype) for x in xs[:5]] + [x.float() for x in xs[5:]]
+        ref_in = [x.double().requires_grad_() for x in xs]
+        k_in = [x.to(DEV).requires_grad_() for x in xs]
+        o_r, (g_r, y_r) = recurrent.causal_resolvent_scan_recurrent(*ref_in[:7], (ref_in[7], ref_in[8]))
+        ts.POISON = True
+        o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], (k_in[7], k_in[8]), config=cfg)
+        w = [torch.randn_like(o_r), torch.randn_like(g_r), torch.randn_like(y_r)]
+        w[0] = w[0].to(dtype).double()   # dL/do reaches the kernel in o's dtype
+        gr = torch.autograd.grad((o_r * w[0]).sum() + (g_r * w[1]).sum() + (y_r * w[2]).sum(), ref_in)
+        gk = torch.autograd.grad((o_k.float() * w[0].float().to(DEV)).sum() + (g_k * w[1].float().to(DEV)).sum()
+                                 + (y_k * w[2].float().to(DEV)).sum(), k_in)
+        ts.POISON = False
+        rel = lambda x, r: ((x.detach().double().cpu() - r.detach()).norm() / r.detach().norm()).item()
+        errs = {"o": rel(o_k, o_r), "gN": rel(g_k, g_r), "yN": rel(y_k, y_r)}
+        for n, x, r in zip(["a", "hop", "u", "c_re", "c_im", "z_re", "z_im", "g0", "y0"], gk, gr):
+            errs["d_" + n] = rel(x, r)
+        finite = all(torch.isfinite(t).all().item() for t in [o_k, g_k, y_k, *gk])
+        worst = max(errs.values())
+        out[name] = {"max_rel_err": worst, "tol": tol, "finite": finite, "pass": finite and worst <= tol,
+                     "errs": errs}
+        print(f"check {name:28s} max rel err {worst:.2e} (tol {tol:g}) finite={finite} "
+              f"{'PASS' if out[name]['pass'] else 'FAIL'}", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def time_recurrent(N, d, K, cap_s=20.0):
+    B = 1
+    xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+    t0 = time.time()
+    o, _ = recurrent.causal_resolvent_scan_recurrent(*xs)
+    torch.cuda.synchronize()
+    t_f = (time.time() - t0) * 1e3
+    t0 = time.time()
+    o, _ = recurrent.causal_resolvent_scan_recurrent(*xs)
+    o.sum().backward()
+    torch.cuda.synchronize()
+    t_fb = (time.time() - t0) * 1e3
+    return t_f, t_fb
+
+
+def make_compiled_step():
+    @torch.compile(dynamic=False)
+    def step(g, yr, yi, a_t, b_t, u_t, cr_t, ci_t, zr, zi):
+        # complex as real pairs; g: (gr, gi) stacked last
+        gr, gi = g[..., 0], g[..., 1]
+        wr = a_t[..., None] - zr - b_t[..., None] ** 2 * gr
+        wi = -zi - b_t[..., None] ** 2 * gi
+        den = wr * wr + wi * wi
+        gr, gi = wr / den, -wi / den
+        rr = u_t[:, :, None, :] - b_t[..., None, None] * yr
+        ri = -b_t[..., None, None] * yi
+        yr, yi = gr[..., None] * rr - gi[..., None] * ri, gr[..., None] * ri + gi[..., None] * rr
+        o = (cr_t[..., None] * yr + ci_t[..., None] * yi).sum(2)
+        return torch.stack([gr, gi], -1), yr, yi, o
+    return step
+
+
+def time_compiled(N, d, K, step):
+    B = 1
+    a, hop, u, cr, ci, zr, zi = bk_inputs(B, N, d, K, torch.float32, grad=True)
+    H = d // P_HEAD
+
+    def run():
+        g = torch.zeros(B, H, K, 2, device=DEV)
+        yr = torch.zeros(B, H, K, P_HEAD, device=DEV)
+        yi = torch.zeros_like(yr)
+        outs = []
+        for t in range(N):
+            g, yr, yi, o = step(g, yr, yi, a[:, t], hop[:, t], u[:, t], cr[:, t], ci[:, t], zr, zi)
+            outs.append(o)
+        return torch.stack(outs, 1)
+    run().sum().backward()  # compile forward and backward outside the timed calls
+    torch.cuda.synchronize()
+    t0 = time.time()
+    run()
+    torch.cuda.synchronize()
+    t_f = (time.time() - t0) * 1e3
+    t0 = time.time()
+    run().sum().backward()
+    torch.cuda.synchronize()
+    t_fb = (time.time() - t0) * 1e3
+    return t_f, t_fb
+
+
+def time_mamba(N, d, dstate=16):
+    from mambapy.pscan import pscan
+    B = 1
+    x = torch.randn(B, N, d, device=DEV, requires_grad=True)
+    delta = torch.nn.functional.softplus(torch.randn(B, N, d, device=DEV)).requires_grad_()
+    A = (-torch.exp(torch.randn(d, dstate, device=DEV))).requires_grad_()
+    Bm = torch.randn(B, N, dstate, device=DEV, requires_grad=True)
+    Cm = torch.randn(B, N, dstate, device=DEV, requires_grad=True)
+
+    def sscan():   # mambapy MambaBlock.selective_scan (D term omitted)
+        deltaA = torch.exp(delta.unsqueeze(-1) * A)
+        BX = delta.unsqueeze(-1) * Bm.unsqueeze(2) * x.unsqueeze(-1)
+        hs = pscan(deltaA, BX)
+        return (hs @ Cm.unsqueeze(-1)).squeeze(3)
+    with torch.no_grad():
+        t_f = bench(sscan, rep=100)
+        m_f = peak_mem(sscan)
+    go = torch.randn(B, N, d, device=DEV)
+
+    def fb():
+        return torch.autograd.grad(sscan(), [x, delta, A, Bm, Cm], go)
+    t_fb = bench(fb, rep=100)
+    m_fb = peak_mem(fb)
+    return t_f, t_fb, m_f, m_fb
+
+
+def time_sdpa(N, d, dtype=torch.bfloat16):
+    B, Hh = 1, d // 64
+    q, k, v = (torch.randn(B, Hh, N, 64, device=DEV, dtype=dtype, requires_grad=True) for _ in range(3))
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    f = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        with torch.no_grad():
+            t_f = bench(f, rep=100)
+            m_f = peak_mem(f)
+        go = torch.randn(B, Hh, N, 64, device=DEV, dtype=dtype)
+        fb = lambda: torch.autograd.grad(f(), [q, k, v], go)
+        t_fb = bench(fb, rep=100)
+        m_fb = peak_mem(fb)
+    return t_f, t_fb, m_f, m_fb
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    flags = {a for a in sys.argv[1:] if a.startswith("--")}
+    path = args[0] if args else "results/kernel_bench.json"
+    quick = "--quick" in flags
+    res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+           "head_size": P_HEAD, "cmd": " ".join(sys.argv)}
+    bw = copy_bandwidth()
+    res["copy_bytes_per_s"] = bw
+    print(f"device {res['device']}  torch {torch.__version__}  triton {triton.__version__}")
+    print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)", flush=True)
+    if "--no-check" not in flags:
+        res["check"] = correctness()
+
+    if "--sweep" in flags:
+        sweep = []
+        for (bt, bp, cb, nw) in [(32, 16, 16, 4), (32, 8, 16, 4), (64, 8, 16, 4), (64, 8, 16, 8),
+                                 (16, 32, 16, 4), (32, 32, 16, 8), (64, 16, 16, 8)]:
+            cfg = ts.ScanConfig(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw)
+            try:
+                t_f, t_fb, m_f, m_fb, ok = time_bk(1, 262144, 1024, 8, torch.float32, cfg)
+            except Exception as e:  # noqa: BLE001
+                print(f"sweep {cfg}: {repr(e)[:300]}", flush=True)
+                continue
+            sweep.append(dict(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw, fwd_ms=t_f, fwdbwd_ms=t_fb))
+            print(f"sweep N=262144 d=1024 K=8 f32 {cfg}: fwd {t_f:.3f} ms  f+b {t_fb:.3f} ms", flush=True)
+        res["sweep"] = sweep
+
+    grid = [(1, 2048, 1024, 8), (1, 16384, 1024, 8), (1, 65536, 1024, 8), (1, 262144, 1024, 8),
+            (1, 1048576, 1024, 8), (8, 8192, 1024, 8), (1, 65536, 1024, 4), (1, 65536, 1024, 16),
+            (4, 16384, 512, 8)]
+    dtypes = [torch.float32, torch.bfloat16]
+    if quick:
+        grid = [(1, 16384, 1024, 8), (1, 262144, 1024, 8)]
+        dtypes = [torch.float32]
+    rows = []
+    print(f"\n{'B':>2} {'N':>8} {'d':>5} {'K':>3} {'io':>5} | {'fwd ms':>8} {'fwd %cp':>7} | "
+          f"{'f+b ms':>8} {'f+b %cp':>7} | {'mem f MiB':>9} {'mem fb MiB':>10} ok", flush=True)
+    for dtype in dtypes:
+        for (B, N, d, K) in grid:
+            if dtype == torch.bfloat16 and (B, N, d, K) not in [(1, 65536, 1024, 8), (1, 1048576, 1024, 8)]:
+                continue
+            try:
+                t_f, t_fb, m_f, m_fb, ok = time_bk(B, N, d, K, dtype)
+            except torch.OutOfMemoryError as e:
+                print(f"{B:>2} {N:>8} {d:>5} {K:>3} OOM {e}")
+                torch.cuda.empty_cache()
+                continue
+            bf, bfb = bk_bytes(B, N, d, K, dtype)
+            r = dict(B=B, N=N, d_model=d, K=K, io=str(dtype).split(".")[-1], fwd_ms=t_f, fwdbwd_ms=t_fb,
+                     fwd_bytes=bf, fwdbwd_bytes=bfb, fwd_frac_copy=bf / (t_f * 1e-3) / bw,
+                     fwdbwd_frac_copy=bfb / (t_fb * 1e-3) / bw, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
+                     grads_finite=ok)
+            rows.append(r)
+            print(f"{B:>2} {N:>8} {d:>5} {K:>3} {r['io']:>5} | {t_f:8.3f} {100 * r['fwd_frac_copy']:6.1f}% | "
+                  f"{t_fb:8.3f} {100 * r['fwdbwd_frac_copy']:6.1f}% | {m_f:9.0f} {m_fb:10.0f} {ok}", flush=True)
+    res["grid"] = rows
+
+    if "--no-compare" not in flags:
+        cmp_rows = []
+        d, K = 1024, 8
+        Ns = [2048, 4096, 8192, 16384, 32768, 65536] if not quick else [2048, 8192]
+        step = None
+        print(f"\ncompare (batch 1, d_model {d}; BK K={K} shifts = 16 real state numbers per channel; "
+              f"Mamba state 16; SDPA flash bf16 head 64). ms fwd / fwd+bwd", flush=True)
+        for N in Ns:
+            r = {"N": N}
+            for io in (torch.float32, torch.bfloat16):
+                t_f, t_fb, m_f, m_fb, ok = time_bk(1, N, d, K, io)
+                key = "bk_triton_" + str(io).split(".")[-1]
+                r[key] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb)
+            if N <= 4096:
+                try:
+                    t_f, t_fb = time_recurrent(N, d, K)
+                    r["torch_recurrent_f32"] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, note="one timed call")
+                except Exception as e:  # noqa: BLE001
+                    r["torch_recurrent_f32"] = {"error": repr(e)[:200]}
+                try:
+                    if N > 2048:
+                        raise RuntimeError("capped: compiled step loop only timed at N=2048")
+                    step = step or make_compiled_step()
+                    t_f, t_fb = time_compiled(N, d, K, step)
+                    r["torch_compiled_step_f32"] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, note="compiled step, one timed call")
+                except Exception as e:  # noqa: BLE001
+                    r["torch_compiled_step_f32"] = {"error": repr(e)[:200]}
+            try:
+                t_f, t_fb, m_f, m_fb = time_mamba(N, d)
+                r["mambapy_pscan_f32"] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb)
+            except Exception as e:  # noqa: BLE001
+                r["mambapy_pscan_f32"] = {"error": repr(e)[:200]}
+            torch.cuda.empty_cache()
+            try:
+                t_f, t_fb, m_f, m_fb = time_sdpa(N, d)
+                r["sdpa_flash_bf16"] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb)
+            except Exception as e:  # noqa: BLE001
+                r["sdpa_flash_bf16"] = {"error": repr(e)[:200]}
+            cmp_rows.append(r)
+            fmt = lambda k: (f"{r[k]['fwd_ms']:.3f}/{r[k]['fwdbwd_ms']:.3f}" if k in r and "fwd_ms" in r[k]
+                             else ("err" if k in r else "-"))
+            print(f"N={N:>6}  bk f32 {fmt('bk_triton_float32')}  bk bf16 {fmt('bk_triton_bfloat16')}  "
+                  f"recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
+                  f"mambapy {fmt('mambapy_pscan_f32')}  sdpa {fmt('sdpa_flash_bf16')}", flush=True)
+            for k, v in r.items():
+                if isinstance(v, dict) and "error" in v:
+                    print(f"   {k}: {v['error']}")
+        res["compare"] = cmp_rows
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,785 @@
+"""Fused Triton kernels for the causal BK scan: forward and exact backward (DESIGN.md 2.3, 2.4, 2.6).
+
+Same function as `naive.causal_resolvent_scan_naive` (shapes and recurrence there):
+
+    g_t = 1 / (a_t - z - hop_t^2 g_{t-1})            (K shifts per head, complex)
+    y_t = g_t (u_t - hop_t y_{t-1})                  (K x P complex per head)
+    o_t = sum_k Re(conj(C_{t,k}) y_t^(k))
+
+Complex numbers are real pairs everywhere; the scan state is float32 in registers
+whatever the IO dtype (float32 or bf16). float64 inputs do not run a kernel: they
+fall back to the exact recurrent path (`recurrent.CausalResolventScanFn`), which
+is what the float64 references and gradchecks use anyway.
+
+Algorithm (chunked, every step parallel over chunks and lanes)
+-------------------------------------------------------------
+The sequence is cut into chunks of L = BLOCK_T positions. Inside a chunk a
+program holds an (L, K, BLOCK_P) tile and replaces the sequential loop by
+`tl.associative_scan` along the time axis:
+
+* g is a Moebius recurrence: g_t = p_t / q_t with (p, q)_t = M_t (p, q)_{t-1},
+  M_t = [[0, 1], [-hop_t^2, a_t - z]]. The scan combines 2x2 complex matrices
+  (product, renormalised by the largest entry: only the ratio matters, so
+  |a| up to 1e3 never overflows; no determinants, DESIGN.md 2.2). g_{t-1} comes
+  from the scan over the shifted positions and g_t from one exact recurrence
+  step, so each chunk needs only its carried-in g.
+* y is affine given g: y_t = A_t y_{t-1} + B_t, A_t = -hop_t g_t, B_t = g_t u_t.
+  The scan combines affine maps (A2 A1, A2 B1 + B2).
+
+Forward (5 launches):
+  1. `_g_maps`   : per chunk, the product of its Moebius matrices.
+  2. `_g_scan`   : per (b, h), scan of the chunk matrices -> g at every chunk start.
+  3. `_y_chunk` (MODE 0): per chunk and channel block, the chunk's affine map for y.
+  4. `_affine_scan`: per (b, h, channel block), scan of the chunk maps -> y at
+     every chunk start (chunk-boundary states only: (N/L) x K x P, not N x K x P).
+  5. `_y_chunk` (MODE 1): recompute g, y inside the chunk from the boundary state
+     and write o. Reads a, hop, u, C; writes o and the final state only.
+
+Backward (exact, DESIGN.md 2.4), reusing the saved chunk-boundary g and y:
+  Ybar_t = C_t dL/do_t + conj(-hop_{t+1} g_{t+1}) Ybar_{t+1}            (reverse affine)
+  Gbar_t = sum_p conj(u_t - hop_t y_{t-1}) Ybar_t + conj(hop_{t+1}^2 g_{t+1}^2) Gbar_{t+1}
+  1. `_ybar_maps` : per chunk, the reverse affine map of Ybar (tl.associative_scan reverse=True).
+  2. `_affine_scan` (reverse): Ybar at every chunk start; the right end carries dL/dy_N.
+  3. `_bwd_main`  : recompute g_{t-1}, g_t, g_{t+1}, y_{t-1}, y_t and Ybar_t in the chunk;
+     write u_bar; accumulate c_bar, Dg_t = sum_p conj(r_t) Ybar_t and the y part of
+     hop_bar (sums over channels: atomics when P is split over programs).
+  4. `_gbar_maps` + `_affine_scan` (reverse): same two steps for Gbar (K lanes).
+  5. `_g_final`   : Gbar_t in the chunk -> a_bar, the g part of hop_bar, z_bar partials.
+  The initial-state gradients are one step of each reverse scan past t = 0.
+Nothing per position is stored between passes except the gradient outputs and
+the (B, N, H, K) buffers Dg and c_bar (the size of C).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from .naive import State
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@triton.jit
+def _cmul(ar, ai, br, bi):
+    return ar * br - ai * bi, ar * bi + ai * br
+
+
+@triton.jit
+def _cdiv(ar, ai, br, bi):
+    d = br * br + bi * bi
+    return (ar * br + ai * bi) / d, (ai * br - ar * bi) / d
+
+
+@triton.jit
+def _affine_combine(alr, ali, blr, bli, arr, ari, brr, bri):
+    # left = map applied first, right = map applied second: result = right o left
+    ar, ai = _cmul(arr, ari, alr, ali)
+    br, bi = _cmul(arr, ari, blr, bli)
+    return ar, ai, br + brr, bi + bri
+
+
+@triton.jit
+def _mobius_combine(l00r, l00i, l01r, l01i, l10r, l10i, l11r, l11i,
+                    r00r, r00i, r01r, r01i, r10r, r10i, r11r, r11i):
+    # result = R @ L, renormalised by its largest component (projective: only ratios matter)
+    x1r, x1i = _cmul(r00r, r00i, l00r, l00i)
+    x2r, x2i = _cmul(r01r, r01i, l10r, l10i)
+    p00r, p00i = x1r + x2r, x1i + x2i
+    x1r, x1i = _cmul(r00r, r00i, l01r, l01i)
+    x2r, x2i = _cmul(r01r, r01i, l11r, l11i)
+    p01r, p01i = x1r + x2r, x1i + x2i
+    x1r, x1i = _cmul(r10r, r10i, l00r, l00i)
+    x2r, x2i = _cmul(r11r, r11i, l10r, l10i)
+    p10r, p10i = x1r + x2r, x1i + x2i
+    x1r, x1i = _cmul(r10r, r10i, l01r, l01i)
+    x2r, x2i = _cmul(r11r, r11i, l11r, l11i)
+    p11r, p11i = x1r + x2r, x1i + x2i
+    s = tl.maximum(tl.maximum(tl.maximum(tl.abs(p00r), tl.abs(p00i)), tl.maximum(tl.abs(p01r), tl.abs(p01i))),
+                   tl.maximum(tl.maximum(tl.abs(p10r), tl.abs(p10i)), tl.maximum(tl.abs(p11r), tl.abs(p11i))))
+    inv = 1.0 / s
+    return (p00r * inv, p00i * inv, p01r * inv, p01i * inv,
+            p10r * inv, p10i * inv, p11r * inv, p11i * inv)
+
+
+@triton.jit
+def _mobius_scan(a_ptr, hop_ptr, ab_base, H, N, t0, zr, zi,
+                 L: tl.constexpr, BK: tl.constexpr, SHIFT: tl.constexpr):
+    """Cumulative Moebius matrices over positions s = t0 + row - SHIFT (identity where s is out of range)."""
+    rows = tl.arange(0, L)
+    s = t0 + rows - SHIFT
+    vs = (rows >= SHIFT) & (s < N)
+    s64 = tl.where(vs, s, 0).to(tl.int64)
+    a_s = tl.load(a_ptr + ab_base + s64 * H, mask=vs, other=0.0).to(tl.float32)[:, None]
+    b_s = tl.load(hop_ptr + ab_base + s64 * H, mask=vs, other=0.0).to(tl.float32)[:, None]
+    v2 = vs[:, None]
+    zeros = tl.zeros([L, BK], dtype=tl.float32)
+    m00r = tl.where(v2, zeros, zeros + 1.0)
+    m01r = tl.where(v2, zeros + 1.0, zeros)
+    m10r = tl.where(v2, zeros - b_s * b_s, zeros)
+    m11r = tl.where(v2, zeros + a_s - zr, zeros + 1.0)
+    m11i = tl.where(v2, zeros - zi, zeros)
+    return tl.associative_scan((m00r, zeros, m01r, zeros, m10r, zeros, m11r, m11i), 0, _mobius_combine)
+
+
+@triton.jit
+def _mobius_apply(m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i, gr, gi):
+    x1r, x1i = _cmul(m00r, m00i, gr, gi)
+    x2r, x2i = _cmul(m10r, m10i, gr, gi)
+    return _cdiv(x1r + m01r, x1i + m01i, x2r + m11r, x2i + m11i)
+
+
+@triton.jit
+def _step(a, b, zr, zi, gpr, gpi):
+    # g = 1 / (a - z - b^2 g_prev)
+    wr = a - zr - b * b * gpr
+    wi = -zi - b * b * gpi
+    d = wr * wr + wi * wi
+    return wr / d, -wi / d
+
+
+@triton.jit
+def _g_window(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, ab_base, h, bh, pid_c, N, H, K, nC,
+              L: tl.constexpr, BK: tl.constexpr):
+    """g_{t-1}, g_t, g_{t+1} (each (L, BK)) for the chunk pid_c, plus a_t... loads used by callers."""
+    rows = tl.arange(0, L)
+    t = pid_c * L + rows
+    vt = t < N
+    t64 = tl.where(vt, t, 0).to(tl.int64)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[None, :]
+    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[None, :]
+    gbase = (bh * (nC + 1) + pid_c).to(tl.int64) * K * 2
+    g0r = tl.load(gs_ptr + gbase + kk * 2, mask=km, other=0.0)[None, :]
+    g0i = tl.load(gs_ptr + gbase + kk * 2 + 1, mask=km, other=0.0)[None, :]
+    m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i = _mobius_scan(
+        a_ptr, hop_ptr, ab_base, H, N, pid_c * L, zr, zi, L, BK, 1)
+    gpr, gpi = _mobius_apply(m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i, g0r, g0i)
+    a_t = tl.load(a_ptr + ab_base + t64 * H, mask=vt, other=0.0).to(tl.float32)[:, None]
+    b_t = tl.load(hop_ptr + ab_base + t64 * H, mask=vt, other=0.0).to(tl.float32)[:, None]
+    gr, gi = _step(a_t, b_t, zr, zi, gpr, gpi)
+    return gpr, gpi, gr, gi, b_t, zr, zi
+
+
+@triton.jit
+def _g_next(a_ptr, hop_ptr, ab_base, H, N, pid_c, zr, zi, gr, gi, L: tl.constexpr):
+    rows = tl.arange(0, L)
+    tn = pid_c * L + rows + 1
+    vn = tn < N
+    tn64 = tl.where(vn, tn, 0).to(tl.int64)
+    a_n = tl.load(a_ptr + ab_base + tn64 * H, mask=vn, other=0.0).to(tl.float32)[:, None]
+    b_n = tl.load(hop_ptr + ab_base + tn64 * H, mask=vn, other=0.0).to(tl.float32)[:, None]
+    gnr, gni = _step(a_n, b_n, zr, zi, gr, gi)
+    return gnr, gni, b_n, vn[:, None]
+
+
+@triton.jit
+def _row(x, rows3, r: tl.constexpr):
+    return tl.sum(tl.where(rows3 == r, x, 0.0), axis=0)
+
+
+# ----------------------------------------------------------------------------- forward kernels
+
+
+@triton.jit
+def _g_maps_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, mc_ptr, N, H, K, nC,
+                   L: tl.constexpr, BK: tl.constexpr):
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    kk = tl.arange(0, BK)
+    km = kk < K
+    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[None, :]
+    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[None, :]
+    m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i = _mobius_scan(
+        a_ptr, hop_ptr, ab_base, H, N, pid_c * L, zr, zi, L, BK, 0)
+    rows2 = tl.arange(0, L)[:, None]
+    out = mc_ptr + (bh * nC + pid_c).to(tl.int64) * K * 8 + kk * 8
+    tl.store(out + 0, _row(m00r, rows2, L - 1), mask=km)
+    tl.store(out + 1, _row(m00i, rows2, L - 1), mask=km)
+    tl.store(out + 2, _row(m01r, rows2, L - 1), mask=km)
+    tl.store(out + 3, _row(m01i, rows2, L - 1), mask=km)
+    tl.store(out + 4, _row(m10r, rows2, L - 1), mask=km)
+    tl.store(out + 5, _row(m10i, rows2, L - 1), mask=km)
+    tl.store(out + 6, _row(m11r, rows2, L - 1), mask=km)
+    tl.store(out + 7, _row(m11i, rows2, L - 1), mask=km)
+
+
+@triton.jit
+def _g_scan_kernel(mc_ptr, g0_ptr, gs_ptr, nC, K, CB: tl.constexpr, BK: tl.constexpr):
+    bh = tl.program_id(0)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    rows = tl.arange(0, CB)
+    rows2 = rows[:, None]
+    gr = tl.load(g0_ptr + bh * K * 2 + kk * 2, mask=km, other=0.0)[None, :]
+    gi = tl.load(g0_ptr + bh * K * 2 + kk * 2 + 1, mask=km, other=0.0)[None, :]
+    gbase = bh.to(tl.int64) * (nC + 1) * K * 2
+    tl.store(gs_ptr + gbase + kk[None, :] * 2, gr, mask=km[None, :])
+    tl.store(gs_ptr + gbase + kk[None, :] * 2 + 1, gi, mask=km[None, :])
+    zeros = tl.zeros([CB, BK], dtype=tl.float32)
+    for cb in range(0, nC, CB):
+        cidx = cb + rows
+        v = (cidx < nC)[:, None] & km[None, :]
+        src = mc_ptr + (bh * nC + cidx[:, None]).to(tl.int64) * K * 8 + kk[None, :] * 8
+        m00r = tl.load(src + 0, mask=v, other=1.0)
+        m00i = tl.load(src + 1, mask=v, other=0.0)
+        m01r = tl.load(src + 2, mask=v, other=0.0)
+        m01i = tl.load(src + 3, mask=v, other=0.0)
+        m10r = tl.load(src + 4, mask=v, other=0.0)
+        m10i = tl.load(src + 5, mask=v, other=0.0)
+        m11r = tl.load(src + 6, mask=v, other=1.0)
+        m11i = tl.load(src + 7, mask=v, other=0.0)
+        c00r, c00i, c01r, c01i, c10r, c10i, c11r, c11i = tl.associative_scan(
+            (m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i), 0, _mobius_combine)
+        nr, ni = _mobius_apply(c00r, c00i, c01r, c01i, c10r, c10i, c11r, c11i, gr + zeros, gi + zeros)
+        dst = gs_ptr + gbase + (cidx[:, None] + 1).to(tl.int64) * K * 2 + kk[None, :] * 2
+        tl.store(dst, nr, mask=v)
+        tl.store(dst + 1, ni, mask=v)
+        gr = _row(nr, rows2, CB - 1)[None, :]
+        gi = _row(ni, rows2, CB - 1)[None, :]
+
+
+@triton.jit
+def _y_chunk_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, ys_ptr,
+                    ay_ptr, by_ptr, o_ptr, N, H, K, P, nC,
+                    L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr):
+    """MODE 0: chunk affine map of y (A: (BH,nC,K,2), B: (BH,nC,K,P,2)). MODE 1: write o."""
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    pb = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    rows = tl.arange(0, L)
+    t = pid_c * L + rows
+    vt = t < N
+    t64 = tl.where(vt, t, 0).to(tl.int64)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    pp = pb * BP + tl.arange(0, BP)
+    pm = pp < P
+    gpr, gpi, gr, gi, b_t, zr, zi = _g_window(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, ab_base, h, bh,
+                                              pid_c, N, H, K, nC, L, BK)
+    uoff = (ab_base + t64 * H)[:, None] * P + pp[None, :]
+    umask = vt[:, None] & pm[None, :]
+    u = tl.load(u_ptr + uoff, mask=umask, other=0.0).to(tl.float32)
+    zeros3 = tl.zeros([L, BK, BP], dtype=tl.float32)
+    v2 = vt[:, None]
+    ar = tl.where(v2, -b_t * gr, 1.0)[:, :, None] + zeros3
+    ai = tl.where(v2, -b_t * gi, 0.0)[:, :, None] + zeros3
+    br = gr[:, :, None] * u[:, None, :]
+    bi = gi[:, :, None] * u[:, None, :]
+    acr, aci, bcr, bci = tl.associative_scan((ar, ai, br, bi), 0, _affine_combine)
+    k3 = kk[None, :, None]
+    p3 = pp[None, None, :]
+    kp_mask = km[:, None] & pm[None, :]
+    if MODE == 0:
+        rows3 = rows[:, None, None]
+        abase = (bh * nC + pid_c).to(tl.int64) * K * 2
+        lr = _row(acr, rows3, L - 1)
+        li = _row(aci, rows3, L - 1)
+        first_p = (tl.arange(0, BP) == 0)[None, :]
+        a_lr = tl.sum(tl.where(first_p, lr, 0.0), axis=1)
+        a_li = tl.sum(tl.where(first_p, li, 0.0), axis=1)
+        tl.store(ay_ptr + abase + kk * 2, a_lr, mask=km & ((kk * 0 + pb) == 0))
+        tl.store(ay_ptr + abase + kk * 2 + 1, a_li, mask=km & ((kk * 0 + pb) == 0))
+        boff = ((bh * nC + pid_c).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+        tl.store(by_ptr + boff, _row(bcr, rows3, L - 1), mask=kp_mask)
+        tl.store(by_ptr + boff + 1, _row(bci, rows3, L - 1), mask=kp_mask)
+    else:
+        yoff = ((bh * (nC + 1) + pid_c).to(tl.int64) * K + k3) * P * 2 + p3 * 2
+        ymask = km[None, :, None] & pm[None, None, :]
+        ysr = tl.load(ys_ptr + yoff, mask=ymask, other=0.0)
+        ysi = tl.load(ys_ptr + yoff + 1, mask=ymask, other=0.0)
+        yr = acr * ysr - aci * ysi + bcr
+        yi = acr * ysi + aci * ysr + bci
+        coff = (ab_base + t64 * H)[:, None] * K + kk[None, :]
+        cmask = vt[:, None] & km[None, :]
+        cr = tl.load(c_re_ptr + coff, mask=cmask, other=0.0).to(tl.float32)
+        ci = tl.load(c_im_ptr + coff, mask=cmask, other=0.0).to(tl.float32)
+        o = tl.sum(cr[:, :, None] * yr + ci[:, :, None] * yi, axis=1)
+        tl.store(o_ptr + uoff, o.to(o_ptr.dtype.element_ty), mask=umask)
+
+
+@triton.jit
+def _affine_scan_kernel(a_ptr, b_ptr, init_ptr, x_ptr, nC, K, Q,
+                        REVERSE: tl.constexpr, CB: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr):
+    """Scan of chunk affine maps x -> A_c x + B_c.
+
+    A (R, nC, K, 2), B (R, nC, K, Q, 2), init (R, K, Q, 2) -> X (R, nC + 1, K, Q, 2).
+    Forward: X[0] = init, X[c + 1] = A_c X[c] + B_c.  Reverse: X[nC] = init, X[c] = A_c X[c + 1] + B_c.
+    """
+    r = tl.program_id(0)
+    qb = tl.program_id(1)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    qq = qb * BQ + tl.arange(0, BQ)
+    qm = qq < Q
+    kq = kk[:, None] * Q * 2 + qq[None, :] * 2
+    kqm = km[:, None] & qm[None, :]
+    rows = tl.arange(0, CB)
+    rows3 = rows[:, None, None]
+    xr = tl.load(init_ptr + r.to(tl.int64) * K * Q * 2 + kq, mask=kqm, other=0.0)
+    xi = tl.load(init_ptr + r.to(tl.int64) * K * Q * 2 + kq + 1, mask=kqm, other=0.0)
+    xbase = r.to(tl.int64) * (nC + 1) * K * Q * 2
+    if REVERSE:
+        first = nC
+    else:
+        first = 0
+    tl.store(x_ptr + xbase + first * K * Q * 2 + kq, xr, mask=kqm)
+    tl.store(x_ptr + xbase + first * K * Q * 2 + kq + 1, xi, mask=kqm)
+    zeros3 = tl.zeros([CB, BK, BQ], dtype=tl.float32)
+    for j in range(0, nC, CB):
+        if REVERSE:
+            cidx = nC - 1 - j - rows
+            v = cidx >= 0
+            dst_c = cidx
+        else:
+            cidx = j + rows
+            v = cidx < nC
+            dst_c = cidx + 1
+        cidx = tl.where(v, cidx, 0)
+        dst_c = tl.where(v, dst_c, 0)
+        aoff = (r * nC + cidx).to(tl.int64)[:, None] * K * 2 + kk[None, :] * 2
+        am = v[:, None] & km[None, :]
+        ar = tl.load(a_ptr + aoff, mask=am, other=1.0)[:, :, None] + zeros3
+        ai = tl.load(a_ptr + aoff + 1, mask=am, other=0.0)[:, :, None] + zeros3
+        boff = (r * nC + cidx).to(tl.int64)[:, None, None] * K * Q * 2 + kq[None, :, :]
+        bm = v[:, None, None] & kqm[None, :, :]
+        br = tl.load(b_ptr + boff, mask=bm, other=0.0)
+        bi = tl.load(b_ptr + boff + 1, mask=bm, other=0.0)
+        acr, aci, bcr, bci = tl.associative_scan((ar, ai, br, bi), 0, _affine_combine)
+        nr = acr * xr[None, :, :] - aci * xi[None, :, :] + bcr
+        ni = acr * xi[None, :, :] + aci * xr[None, :, :] + bci
+        doff = xbase + dst_c.to(tl.int64)[:, None, None] * K * Q * 2 + kq[None, :, :]
+        tl.store(x_ptr + doff, nr, mask=bm)
+        tl.store(x_ptr + doff + 1, ni, mask=bm)
+        xr = _row(nr, rows3, CB - 1)
+        xi = _row(ni, rows3, CB - 1)
+
+
+# ----------------------------------------------------------------------------- backward kernels
+
+
+@triton.jit
+def _ybar_elems(hop_ptr, a_ptr, ab_base, H, N, pid_c, zr, zi, gr, gi, c_re_ptr, c_im_ptr, do_ptr, K, P,
+                pp, pm, L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr):
+    """Reverse affine elements of Ybar: Ybar_t = coef_t Ybar_{t+1} + C_t do_t (coef = 1, src = 0 past N)."""
+    rows = tl.arange(0, L)
+    t = pid_c * L + rows
+    vt = t < N
+    t64 = tl.where(vt, t, 0).to(tl.int64)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    gnr, gni, b_n, vn = _g_next(a_ptr, hop_ptr, ab_base, H, N, pid_c, zr, zi, gr, gi, L)
+    zeros3 = tl.zeros([L, BK, BP], dtype=tl.float32)
+    er = tl.where(vn, -b_n * gnr, 1.0)[:, :, None] + zeros3
+    ei = tl.where(vn, b_n * gni, 0.0)[:, :, None] + zeros3
+    coff = (ab_base + t64 * H)[:, None] * K + kk[None, :]
+    cmask = vt[:, None] & km[None, :]
+    cr = tl.load(c_re_ptr + coff, mask=cmask, other=0.0).to(tl.float32)
+    ci = tl.load(c_im_ptr + coff, mask=cmask, other=0.0).to(tl.float32)
+    uoff = (ab_base + t64 * H)[:, None] * P + pp[None, :]
+    umask = vt[:, None] & pm[None, :]
+    d_o = tl.load(do_ptr + uoff, mask=umask, other=0.0).to(tl.float32)
+    sr = cr[:, :, None] * d_o[:, None, :]
+    si = ci[:, :, None] * d_o[:, None, :]
+    return er, ei, sr, si, cr, ci, d_o, uoff, umask, gnr, gni, b_n, vn
+
+
+@triton.jit
+def _ybar_maps_kernel(a_ptr, hop_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, do_ptr,
+                      ab_ptr, bb_ptr, N, H, K, P, nC,
+                      L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr):
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    pb = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    kk = tl.arange(0, BK)
+    km = kk < K
+    pp = pb * BP + tl.arange(0, BP)
+    pm = pp < P
+    gpr, gpi, gr, gi, b_t, zr, zi = _g_window(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, ab_base, h, bh,
+                                              pid_c, N, H, K, nC, L, BK)
+    er, ei, sr, si, cr, ci, d_o, uoff, umask, gnr, gni, b_n, vn = _ybar_elems(
+        hop_ptr, a_ptr, ab_base, H, N, pid_c, zr, zi, gr, gi, c_re_ptr, c_im_ptr, do_ptr, K, P, pp, pm, L, BK, BP)
+    acr, aci, bcr, bci = tl.associative_scan((er, ei, sr, si), 0, _affine_combine, reverse=True)
+    rows3 = tl.arange(0, L)[:, None, None]
+    lr = _row(acr, rows3, 0)
+    li = _row(aci, rows3, 0)
+    first_p = (tl.arange(0, BP) == 0)[None, :]
+    abase = (bh * nC + pid_c).to(tl.int64) * K * 2
+    tl.store(ab_ptr + abase + kk * 2, tl.sum(tl.where(first_p, lr, 0.0), axis=1), mask=km & ((kk * 0 + pb) == 0))
+    tl.store(ab_ptr + abase + kk * 2 + 1, tl.sum(tl.where(first_p, li, 0.0), axis=1), mask=km & ((kk * 0 + pb) == 0))
+    boff = ((bh * nC + pid_c).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+    kp_mask = km[:, None] & pm[None, :]
+    tl.store(bb_ptr + boff, _row(bcr, rows3, 0), mask=kp_mask)
+    tl.store(bb_ptr + boff + 1, _row(bci, rows3, 0), mask=kp_mask)
+
+
+@triton.jit
+def _bwd_main_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, ys_ptr, yb_ptr,
+                     do_ptr, ubar_ptr, cbar_ptr, dg_ptr, hop1_ptr, N, H, K, P, nC,
+                     L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr):
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    pb = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    rows = tl.arange(0, L)
+    t = pid_c * L + rows
+    vt = t < N
+    t64 = tl.where(vt, t, 0).to(tl.int64)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    pp = pb * BP + tl.arange(0, BP)
+    pm = pp < P
+    k3 = kk[None, :, None]
+    p3 = pp[None, None, :]
+    ymask = km[None, :, None] & pm[None, None, :]
+    gpr, gpi, gr, gi, b_t, zr, zi = _g_window(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, ab_base, h, bh,
+                                              pid_c, N, H, K, nC, L, BK)
+    # y_{t-1}: affine scan over the shifted positions s = t - 1 (row 0 = the chunk's carried-in y)
+    s = t - 1
+    vs = (rows >= 1) & (s < N)
+    s64 = tl.where(vs, s, 0).to(tl.int64)
+    b_s = tl.load(hop_ptr + ab_base + s64 * H, mask=vs, other=0.0).to(tl.float32)[:, None]
+    u_s = tl.load(u_ptr + (ab_base + s64 * H)[:, None] * P + pp[None, :], mask=vs[:, None] & pm[None, :],
+                  other=0.0).to(tl.float32)
+    zeros3 = tl.zeros([L, BK, BP], dtype=tl.float32)
+    vs2 = vs[:, None]
+    ar = tl.where(vs2, -b_s * gpr, 1.0)[:, :, None] + zeros3
+    ai = tl.where(vs2, -b_s * gpi, 0.0)[:, :, None] + zeros3
+    br = gpr[:, :, None] * u_s[:, None, :]
+    bi = gpi[:, :, None] * u_s[:, None, :]
+    acr, aci, bcr, bci = tl.associative_scan((ar, ai, br, bi), 0, _affine_combine)
+    yoff = ((bh * (nC + 1) + pid_c).to(tl.int64) * K + k3) * P * 2 + p3 * 2
+    ysr = tl.load(ys_ptr + yoff, mask=ymask, other=0.0)
+    ysi = tl.load(ys_ptr + yoff + 1, mask=ymask, other=0.0)
+    ypr = acr * ysr - aci * ysi + bcr
+    ypi = acr * ysi + aci * ysr + bci
+    uoff = (ab_base + t64 * H)[:, None] * P + pp[None, :]
+    umask = vt[:, None] & pm[None, :]
+    u = tl.load(u_ptr + uoff, mask=umask, other=0.0).to(tl.float32)
+    b3 = b_t[:, :, None]
+    rr = u[:, None, :] - b3 * ypr
+    ri = -b3 * ypi
+    g3r = gr[:, :, None]
+    g3i = gi[:, :, None]
+    yr, yi = _cmul(g3r, g3i, rr, ri)
+    # Ybar_t: reverse affine scan with the right carry = Ybar at the next chunk's start
+    er, ei, sr, si, cr, ci, d_o, uoff2, umask2, gnr, gni, b_n, vn = _ybar_elems(
+        hop_ptr, a_ptr, ab_base, H, N, pid_c, zr, zi, gr, gi, c_re_ptr, c_im_ptr, do_ptr, K, P, pp, pm, L, BK, BP)
+    ecr, eci, scr, sci = tl.associative_scan((er, ei, sr, si), 0, _affine_combine, reverse=True)
+    yboff = ((bh * (nC + 1) + pid_c + 1).to(tl.int64) * K + k3) * P * 2 + p3 * 2
+    cyr = tl.load(yb_ptr + yboff, mask=ymask, other=0.0)
+    cyi = tl.load(yb_ptr + yboff + 1, mask=ymask, other=0.0)
+    ybr = ecr * cyr - eci * cyi + scr
+    ybi = ecr * cyi + eci * cyr + sci
+    # u_bar = Re sum_k conj(g) Ybar ; r_bar = conj(g) Ybar
+    rbr = g3r * ybr + g3i * ybi
+    rbi = g3r * ybi - g3i * ybr
+    ubar = tl.sum(rbr, axis=1)
+    tl.store(ubar_ptr + uoff, ubar.to(ubar_ptr.dtype.element_ty), mask=umask)
+    # channel sums (atomics: P may be split over programs)
+    kmask = vt[:, None] & km[None, :]
+    koff = ((ab_base + t64 * H)[:, None] * K + kk[None, :]) * 2
+    d3 = d_o[:, None, :]
+    tl.atomic_add(cbar_ptr + koff, tl.sum(d3 * yr, axis=2), mask=kmask)
+    tl.atomic_add(cbar_ptr + koff + 1, tl.sum(d3 * yi, axis=2), mask=kmask)
+    # Dg = sum_p conj(r) Ybar
+    tl.atomic_add(dg_ptr + koff, tl.sum(rr * ybr + ri * ybi, axis=2), mask=kmask)
+    tl.atomic_add(dg_ptr + koff + 1, tl.sum(rr * ybi - ri * ybr, axis=2), mask=kmask)
+    # hop_bar (y part) = Re sum_{k,p} -conj(y_{t-1}) r_bar
+    h1 = -tl.sum(tl.sum(ypr * rbr + ypi * rbi, axis=2), axis=1)
+    tl.atomic_add(hop1_ptr + ab_base + t64 * H, h1, mask=vt)
+
+
+@triton.jit
+def _gbar_window(a_ptr, hop_ptr, dg_ptr, ab_base, H, N, K, pid_c, zr, zi, gr, gi,
+                 L: tl.constexpr, BK: tl.constexpr):
+    rows = tl.arange(0, L)
+    t = pid_c * L + rows
+    vt = t < N
+    t64 = tl.where(vt, t, 0).to(tl.int64)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    gnr, gni, b_n, vn = _g_next(a_ptr, hop_ptr, ab_base, H, N, pid_c, zr, zi, gr, gi, L)
+    g2r, g2i = _cmul(gnr, gni, gnr, gni)
+    b2 = b_n * b_n
+    er = tl.where(vn, b2 * g2r, 1.0)
+    ei = tl.where(vn, -b2 * g2i, 0.0)
+    kmask = vt[:, None] & km[None, :]
+    koff = ((ab_base + t64 * H)[:, None] * K + kk[None, :]) * 2
+    sr = tl.load(dg_ptr + koff, mask=kmask, other=0.0)
+    si = tl.load(dg_ptr + koff + 1, mask=kmask, other=0.0)
+    return tl.associative_scan((er, ei, sr, si), 0, _affine_combine, reverse=True)
+
+
+@triton.jit
+def _gbar_maps_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, dg_ptr, ag_ptr, bg_ptr, N, H, K, nC,
+                      L: tl.constexpr, BK: tl.constexpr):
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    kk = tl.arange(0, BK)
+    km = kk < K
+    gpr, gpi, gr, gi, b_t, zr, zi = _g_window(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, ab_base, h, bh,
+                                              pid_c, N, H, K, nC, L, BK)
+    acr, aci, bcr, bci = _gbar_window(a_ptr, hop_ptr, dg_ptr, ab_base, H, N, K, pid_c, zr, zi, gr, gi, L, BK)
+    rows2 = tl.arange(0, L)[:, None]
+    off = (bh * nC + pid_c).to(tl.int64) * K * 2 + kk * 2
+    tl.store(ag_ptr + off, _row(acr, rows2, 0), mask=km)
+    tl.store(ag_ptr + off + 1, _row(aci, rows2, 0), mask=km)
+    tl.store(bg_ptr + off, _row(bcr, rows2, 0), mask=km)
+    tl.store(bg_ptr + off + 1, _row(bci, rows2, 0), mask=km)
+
+
+@triton.jit
+def _g_final_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, dg_ptr, gb_ptr, hop1_ptr,
+                    abar_ptr, hbar_ptr, zb_ptr, N, H, K, nC,
+                    L: tl.constexpr, BK: tl.constexpr):
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    rows = tl.arange(0, L)
+    t = pid_c * L + rows
+    vt = t < N
+    t64 = tl.where(vt, t, 0).to(tl.int64)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    gpr, gpi, gr, gi, b_t, zr, zi = _g_window(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, ab_base, h, bh,
+                                              pid_c, N, H, K, nC, L, BK)
+    acr, aci, bcr, bci = _gbar_window(a_ptr, hop_ptr, dg_ptr, ab_base, H, N, K, pid_c, zr, zi, gr, gi, L, BK)
+    goff = (bh * (nC + 1) + pid_c + 1).to(tl.int64) * K * 2 + kk * 2
+    cgr = tl.load(gb_ptr + goff, mask=km, other=0.0)[None, :]
+    cgi = tl.load(gb_ptr + goff + 1, mask=km, other=0.0)[None, :]
+    gbr = acr * cgr - aci * cgi + bcr
+    gbi = acr * cgi + aci * cgr + bci
+    # w_bar = -conj(g^2) Gbar
+    g2r, g2i = _cmul(gr, gi, gr, gi)
+    wr, wi = _cmul(-g2r, g2i, gbr, gbi)
+    kmask = vt[:, None] & km[None, :]
+    wr = tl.where(kmask, wr, 0.0)
+    wi = tl.where(kmask, wi, 0.0)
+    tl.store(abar_ptr + ab_base + t64 * H, tl.sum(wr, axis=1).to(abar_ptr.dtype.element_ty), mask=vt)
+    # hop_bar += Re sum_k -2 b conj(g_{t-1}) w_bar
+    h2 = tl.sum(-2.0 * b_t * (gpr * wr + gpi * wi), axis=1)
+    h1 = tl.load(hop1_ptr + ab_base + t64 * H, mask=vt, other=0.0)
+    tl.store(hbar_ptr + ab_base + t64 * H, (h1 + h2).to(hbar_ptr.dtype.element_ty), mask=vt)
+    zoff = (bh * nC + pid_c).to(tl.int64) * K * 2 + kk * 2
+    tl.store(zb_ptr + zoff, -tl.sum(wr, axis=0), mask=km)
+    tl.store(zb_ptr + zoff + 1, -tl.sum(wi, axis=0), mask=km)
+
+
+# ----------------------------------------------------------------------------- host side
+
+
+@dataclass
+class ScanConfig:
+    block_t: int = 32        # chunk length L
+    block_p: int = 16        # channels per program (forward / Ybar passes)
+    chunk_block: int = 32    # chunk maps per step of the chunk-level scans
+    num_warps: int = 4
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (int(x) - 1).bit_length())
+
+
+def default_config(P: int, K: int) -> ScanConfig:
+    BK = _next_pow2(K)
+    bp = max(1, min(_next_pow2(P), max(1, 256 // BK)))
+    return ScanConfig(block_t=32, block_p=bp, chunk_block=16, num_warps=4)
+
+
+def _interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# Tests set this to fill every kernel-written buffer with NaN first (checks that every element is written).
+POISON = False
+
+
+def _empty(*shape, dtype, device) -> torch.Tensor:
+    x = torch.empty(*shape, dtype=dtype, device=device)
+    return x.fill_(float("nan")) if POISON else x
+
+
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    return _empty(*x.shape, dtype=x.dtype, device=x.device)
+
+
+def _c(x: torch.Tensor) -> torch.Tensor:
+    return x if x.is_contiguous() else x.contiguous()
+
+
+def _affine_scan(A, Bv, init, nC, K, Q, reverse, cfg, BK):
+    R = A.shape[0]
+    X = _empty(R, nC + 1, K, Q, 2, dtype=torch.float32, device=A.device)
+    BQ = max(1, min(_next_pow2(Q), max(1, 512 // (BK * cfg.chunk_block))))
+    grid = (R, triton.cdiv(Q, BQ))
+    _affine_scan_kernel[grid](A, Bv, init, X, nC, K, Q, REVERSE=reverse, CB=cfg.chunk_block, BK=BK, BQ=BQ,
+                              num_warps=cfg.num_warps)
+    return X
+
+
+def _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
+    B, N, H, P = u.shape
+    K = z_re.shape[-1]
+    BK = _next_pow2(K)
+    L, BP = cfg.block_t, min(cfg.block_p, _next_pow2(P))
+    nC = triton.cdiv(N, L)
+    nPB = triton.cdiv(P, BP)
+    BH = B * H
+    dev = u.device
+    f32 = torch.float32
+    Mc = _empty(BH, nC, K, 8, dtype=torch.float32, device=dev)
+    _g_maps_kernel[(nC, BH)](a, hop, z_re, z_im, Mc, N, H, K, nC, L=L, BK=BK, num_warps=cfg.num_warps)
+    Gs = _empty(BH, nC + 1, K, 2, dtype=torch.float32, device=dev)
+    _g_scan_kernel[(BH,)](Mc, g0, Gs, nC, K, CB=cfg.chunk_block, BK=BK, num_warps=cfg.num_warps)
+    del Mc
+    Ay = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
+    By = _empty(BH, nC, K, P, 2, dtype=torch.float32, device=dev)
+    grid = (nC, BH, nPB)
+    _y_chunk_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, N, H, K, P, nC,
+                          L=L, BK=BK, BP=BP, MODE=0, num_warps=cfg.num_warps)
+    Ys = _affine_scan(Ay, By, y0, nC, K, P, False, cfg, BK)
+    del Ay, By
+    o = _empty_like(u)
+    _y_chunk_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, N, H, K, P, nC,
+                          L=L, BK=BK, BP=BP, MODE=1, num_warps=cfg.num_warps)
+    return o, Gs, Ys
+
+
+def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: ScanConfig):
+    B, N, H, P = u.shape
+    K = z_re.shape[-1]
+    BK = _next_pow2(K)
+    L, BP = cfg.block_t, min(cfg.block_p, _next_pow2(P))
+    nC = triton.cdiv(N, L)
+    nPB = triton.cdiv(P, BP)
+    BH = B * H
+    dev = u.device
+    f32 = torch.float32
+    grid = (nC, BH, nPB)
+    Ab = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
+    Bb = _empty(BH, nC, K, P, 2, dtype=torch.float32, device=dev)
+    _ybar_maps_kernel[grid](a, hop, c_re, c_im, z_re, z_im, Gs, d_o, Ab, Bb, N, H, K, P, nC,
+                            L=L, BK=BK, BP=BP, num_warps=cfg.num_warps)
+    Yb = _affine_scan(Ab, Bb, d_yN, nC, K, P, True, cfg, BK)
+    del Ab, Bb
+    u_bar = _empty_like(u)
+    c_bar = torch.zeros(B, N, H, K, 2, dtype=f32, device=dev)
+    Dg = torch.zeros(B, N, H, K, 2, dtype=f32, device=dev)
+    hop1 = torch.zeros(B, N, H, dtype=f32, device=dev)
+    _bwd_main_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg, hop1,
+                           N, H, K, P, nC, L=L, BK=BK, BP=BP, num_warps=cfg.num_warps)
+    Ag = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
+    Bg = _empty(BH, nC, K, 1, 2, dtype=torch.float32, device=dev)
+    _gbar_maps_kernel[(nC, BH)](a, hop, z_re, z_im, Gs, Dg, Ag, Bg, N, H, K, nC, L=L, BK=BK,
+                                num_warps=cfg.num_warps)
+    Gb = _affine_scan(Ag, Bg, d_gN, nC, K, 1, True, cfg, BK)
+    a_bar = _empty_like(a)
+    hop_bar = _empty_like(hop)
+    zb = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
+    _g_final_kernel[(nC, BH)](a, hop, z_re, z_im, Gs, Dg, Gb, hop1, a_bar, hop_bar, zb, N, H, K, nC,
+                              L=L, BK=BK, num_warps=cfg.num_warps)
+    z_bar = zb.view(B, H, nC, K, 2).sum(dim=(0, 2))                   # (H, K, 2)
+    # Initial-state gradients: one more step of each reverse scan past t = 0.
+    z = torch.complex(z_re.float(), z_im.float())
+    g_init = torch.view_as_complex(Gs[:, 0].contiguous()).view(B, H, K)
+    b0 = hop[:, 0].float()[..., None]                                 # (B, H, 1)
+    g_first = 1.0 / (a[:, 0].float()[..., None] - z - b0 * b0 * g_init)
+    Ybar0 = torch.view_as_complex(Yb[:, 0].contiguous()).view(B, H, K, P)
+    Gbar0 = torch.view_as_complex(Gb[:, 0, :, 0].contiguous()).view(B, H, K)
+    d_y0 = -b0[..., None] * g_first.conj()[..., None] * Ybar0
+    d_g0 = b0 * b0 * (g_first * g_first).conj() * Gbar0
+    return (a_bar, hop_bar, u_bar, c_bar[..., 0], c_bar[..., 1], z_bar[..., 0], z_bar[..., 1],
+            torch.view_as_real(d_g0), torch.view_as_real(d_y0))
+
+
+class TritonScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, hop, u, c_re, c_im, z_re, z_im, g0_pair, y0_pair, cfg):
+        B, N, H, P = u.shape
+        K = z_re.shape[-1]
+        a, hop, u, c_re, c_im, z_re, z_im = (_c(x) for x in (a, hop, u, c_re, c_im, z_re, z_im))
+        f32 = torch.float32
+        if g0_pair is None:
+            g0 = torch.zeros(B, H, K, 2, dtype=f32, device=u.device)
+            y0 = torch.zeros(B, H, K, P, 2, dtype=f32, device=u.device)
+        else:
+            g0, y0 = _c(g0_pair.to(f32)), _c(y0_pair.to(f32))
+        o, Gs, Ys = _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg)
+        nC = Gs.shape[1] - 1
+        gN = Gs[:, nC].reshape(B, H, K, 2).clone()
+        yN = Ys[:, nC].reshape(B, H, K, P, 2).clone()
+        ctx.save_for_backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys)
+        ctx.has_state = g0_pair is not None
+        ctx.state_dtypes = (None, None) if g0_pair is None else (g0_pair.dtype, y0_pair.dtype)
+        ctx.cfg = cfg
+        return o, gN, yN
+
+    @staticmethod
+    def backward(ctx, d_o, d_gN, d_yN):
+        a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys = ctx.saved_tensors
+        B, N, H, P = u.shape
+        K = z_re.shape[-1]
+        f32 = torch.float32
+        d_o = torch.zeros_like(u) if d_o is None else _c(d_o.to(u.dtype))
+        d_gN = torch.zeros(B, H, K, 2, dtype=f32, device=u.device) if d_gN is None else _c(d_gN.to(f32))
+        d_yN = torch.zeros(B, H, K, P, 2, dtype=f32, device=u.device) if d_yN is None else _c(d_yN.to(f32))
+        (a_bar, hop_bar, u_bar, cr_bar, ci_bar, zr_bar, zi_bar, d_g0, d_y0) = _backward(
+            a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, ctx.cfg)
+        grads = [a_bar, hop_bar, u_bar, cr_bar.to(c_re.dtype), ci_bar.to(c_im.dtype),
+                 zr_bar.to(z_re.dtype), zi_bar.to(z_im.dtype)]
+        if ctx.has_state:
+            grads += [d_g0.to(ctx.state_dtypes[0]), d_y0.to(ctx.state_dtypes[1])]
+        else:
+            grads += [None, None]
+        return tuple(grads) + (None,)
+
+
+def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[State] = None,
+                                 config: Optional[ScanConfig] = None) -> Tuple[torch.Tensor, State]:
+    """Fused Triton BK scan. Same contract as `causal_resolvent_scan_naive`.
+
+    float32 / bf16 inputs run the kernels (state float32 in registers, o in u's dtype);
+    float64 inputs fall back to the exact recurrent path. N = 0 returns an empty o and
+    the state unchanged.
+    """
+    tensors = (a, hop, u, c_re, c_im, z_re, z_im) + (tuple(state) if state is not None else ())
+    if any(t.dtype == torch.float64 for t in tensors):
+        from .recurrent import causal_resolvent_scan_recurrent
+        return causal_resolvent_scan_recurrent(a, hop, u, c_re, c_im, z_re, z_im, state)
+    if u.device.type != "cuda" and not _interpret():
+        raise RuntimeError("the Triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+    B, N, H, P = u.shape
+    K = z_re.shape[-1]
+    if N == 0:
+        if state is None:
+            state = (torch.zeros(B, H, K, 2, device=u.device), torch.zeros(B, H, K, P, 2, device=u.device))
+        return u.new_empty(B, 0, H, P), (state[0].float(), state[1].float())
+    cfg = config or default_config(P, K)
+    g0, y0 = (None, None) if state is None else state
+    o, gN, yN = TritonScanFn.apply(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg)
+    return o, (gN, yN)
+
+
+__all__ = ["ScanConfig", "TritonScanFn", "causal_resolvent_scan_triton", "default_config"]

@@ -1,0 +1,212 @@
+"""Triton BK scan (kernels/triton_scan.py) against the float64 references.
+
+Without CUDA the kernels run on the CPU through TRITON_INTERPRET=1 at tiny sizes (CI);
+with CUDA the same checks run compiled on the GPU, plus GPU-size cases.
+Every check draws fresh random inputs (the `seed` fixture), poisons every buffer the
+kernels write with NaN first, and compares the forward and every input gradient
+(a, hop, u, C, z, initial state) with the float64 reference.
+"""
+import importlib
+import os
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+triton = pytest.importorskip("triton")
+if not CUDA and not INTERPRET:
+    pytest.skip("no CUDA and TRITON_INTERPRET is off", allow_module_level=True)
+
+from resnet_bk_hf.kernels import naive, recurrent  # noqa: E402
+from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
+
+if INTERPRET and not isinstance(ts._g_maps_kernel, triton.runtime.interpreter.InterpretedFunction):
+    ts = importlib.reload(ts)   # imported earlier without the interpreter: rebuild the kernels
+if not INTERPRET and isinstance(ts._g_maps_kernel, triton.runtime.interpreter.InterpretedFunction):
+    pytest.skip("kernels were built for the interpreter but CUDA tensors are in use", allow_module_level=True)
+
+DEVICE = "cuda" if CUDA else "cpu"
+NAMES = ["a", "hop", "u", "c_re", "c_im", "z_re", "z_im", "g0", "y0"]
+
+
+def make_inputs(B, N, H, P, K, *, a_scale=2.0, hop_frac=(0.2, 0.7), eta=(0.8, 1.3), with_state=True):
+    """Random valid inputs in float64 on the CPU. hop is drawn as a fraction of eta_min per head."""
+    z_re = -4.0 * torch.rand(H, K, dtype=torch.float64)
+    z_im = eta[0] + (eta[1] - eta[0]) * torch.rand(H, K, dtype=torch.float64)
+    eta_min = z_im.min(dim=-1).values                                   # (H,)
+    lo, hi = hop_frac
+    hop = (lo + (hi - lo) * torch.rand(B, N, H, dtype=torch.float64)) * eta_min
+    a = -2.0 + a_scale * torch.randn(B, N, H, dtype=torch.float64)
+    u = torch.randn(B, N, H, P, dtype=torch.float64)
+    c_re = torch.randn(B, N, H, K, dtype=torch.float64)
+    c_im = torch.randn(B, N, H, K, dtype=torch.float64)
+    xs = [a, hop, u, c_re, c_im, z_re, z_im]
+    if with_state:
+        g0 = 0.3 * torch.randn(B, H, K, 2, dtype=torch.float64)
+        g0[..., 1] = g0[..., 1].abs()                                  # Im g >= 0, as a carried state has
+        y0 = torch.randn(B, H, K, P, 2, dtype=torch.float64)
+        xs += [g0, y0]
+    return xs
+
+
+def rel(x, ref):
+    x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def run_both(xs64, dtype, config=None, poison=True):
+    """(outputs, grads) of the Triton scan in `dtype` and of the float64 recurrent reference."""
+    with_state = len(xs64) == 9
+    xs = [x.to(dtype) for x in xs64]
+    # the reference sees exactly the rounded inputs the kernel sees
+    ref_in = [x.double().requires_grad_() for x in xs]
+    k_in = [x.to(DEVICE).requires_grad_() for x in xs]
+    state_r = (ref_in[7], ref_in[8]) if with_state else None
+    state_k = (k_in[7], k_in[8]) if with_state else None
+    o_r, (g_r, y_r) = recurrent.causal_resolvent_scan_recurrent(*ref_in[:7], state_r)
+    old = ts.POISON
+    ts.POISON = poison
+    try:
+        o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], state_k, config=config)
+        w = [torch.randn_like(o_r), torch.randn_like(g_r), torch.randn_like(y_r)]
+        w[0] = w[0].to(dtype).double()   # dL/do reaches the kernel in o's dtype: give the reference the same
+        loss_r = (o_r * w[0]).sum() + (g_r * w[1]).sum() + (y_r * w[2]).sum()
+        loss_k = ((o_k.float() * w[0].to(DEVICE, torch.float32)).sum() + (g_k * w[1].to(DEVICE, torch.float32)).sum()
+                  + (y_k * w[2].to(DEVICE, torch.float32)).sum())
+        gr_r = torch.autograd.grad(loss_r, ref_in)
+        gr_k = torch.autograd.grad(loss_k, k_in)
+    finally:
+        ts.POISON = old
+    return (o_k, g_k, y_k), (o_r, g_r, y_r), gr_k, gr_r
+
+
+def check(xs64, dtype, tol, config=None):
+    (o_k, g_k, y_k), (o_r, g_r, y_r), gr_k, gr_r = run_both(xs64, dtype, config)
+    assert o_k.dtype == dtype and o_k.shape == o_r.shape
+    assert g_k.dtype == torch.float32 and y_k.dtype == torch.float32
+    errs = {"o": rel(o_k, o_r), "gN": rel(g_k, g_r), "yN": rel(y_k, y_r)}
+    for name, gk, gr in zip(NAMES, gr_k, gr_r):
+        assert gk is not None, name
+        assert gk.shape == gr.shape, name
+        errs["d_" + name] = rel(gk, gr)
+    for name, t in [("o", o_k), ("gN", g_k), ("yN", y_k)] + list(zip(NAMES, gr_k)):
+        assert torch.isfinite(t).all(), f"{name} has NaN/inf (unwritten element or overflow)"
+    bad = {k: v for k, v in errs.items() if not v <= tol}
+    assert not bad, f"relative errors over {tol}: {bad} (all: {errs})"
+    return errs
+
+
+# Tiny blocks so that a few positions span several chunks, channel blocks and chunk-scan blocks.
+TINY = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1)
+
+
+def test_matches_float64_with_state_and_ragged_length(seed):
+    # N = 19: not a multiple of the chunk (8) or the chunk-scan block (2 chunks); P = 6 over two blocks of 4;
+    # K = 3 padded to 4 lanes.
+    check(make_inputs(2, 19, 2, 6, 3), torch.float32, 1e-5, TINY)
+
+
+def test_extreme_potentials_and_hopping_near_contraction_limit(seed):
+    # |a| up to ~1e3 and hop within 2% of eta_min, no initial state.
+    xs = make_inputs(1, 21, 2, 4, 2, a_scale=300.0, hop_frac=(0.97, 0.999), with_state=False)
+    xs[0][0, ::3] = 1e3 * torch.sign(torch.randn(7, 2, dtype=torch.float64))
+    errs = check(xs, torch.float32, 1e-5, TINY)
+    assert errs["o"] < 1e-5
+
+
+def test_hopping_above_eta_non_contracting(seed):
+    # The model's defaults allow hop > eta (|hop g| > 1 possible): chunk maps then grow inside a chunk,
+    # but the resolvent bound |[(H - z)^-1]_ts| <= 1/eta keeps every composed map finite.
+    xs = make_inputs(1, 45, 2, 4, 3, hop_frac=(2.0, 4.0), eta=(0.25, 0.5))
+    check(xs, torch.float32, 1e-5, TINY)
+
+
+def test_model_with_triton_backend_matches_recurrent(seed):
+    """A whole ResNet-BK model (default hopping mode) gives the same logits and gradients either way."""
+    import copy
+    from conftest import tiny_config
+    from resnet_bk_hf import ResNetBKForCausalLM
+    model = ResNetBKForCausalLM(tiny_config(scan_backend="recurrent", num_hidden_layers=1))
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mixer.in_proj.weight.normal_(0, 0.5)
+    other = copy.deepcopy(model)
+    other.config.scan_backend = "triton"
+    for layer in other.model.layers:
+        layer.mixer.config = other.config
+    ids = torch.randint(0, 97, (1, 9))
+    ref = model(ids, labels=ids)
+    tri = other(ids, labels=ids)
+    ref.loss.backward()
+    tri.loss.backward()
+    assert rel(tri.logits, ref.logits) < 1e-5
+    for (name, p_ref), p_tri in zip(model.named_parameters(), other.parameters()):
+        assert rel(p_tri.grad, p_ref.grad) < 1e-4, name
+
+
+def test_bf16_io(seed):
+    check(make_inputs(1, 13, 1, 8, 2), torch.bfloat16, 1e-2, TINY)
+
+
+def test_poison_is_detected():
+    """The NaN poison really reaches the outputs when a kernel skips a write (guards the other tests)."""
+    xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 9, 1, 4, 2, with_state=False)]
+    old_kernel = ts._y_chunk_kernel
+    ts.POISON = True
+    try:
+        class Skip:          # launch nothing for the output pass (MODE 1)
+            def __getitem__(self, grid):
+                def launch(*args, **kw):
+                    if kw.get("MODE") == 1:
+                        return None
+                    return old_kernel[grid](*args, **kw)
+                return launch
+        ts._y_chunk_kernel = Skip()
+        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY)
+        assert torch.isnan(o).all()
+    finally:
+        ts._y_chunk_kernel = old_kernel
+        ts.POISON = False
+
+
+def test_float64_falls_back_to_exact_recurrent(seed):
+    xs = make_inputs(1, 7, 2, 3, 2)
+    o, (g, y) = ts.causal_resolvent_scan_triton(*xs[:7], (xs[7], xs[8]))
+    o_r, (g_r, y_r) = naive.causal_resolvent_scan_naive(*xs[:7], (xs[7], xs[8]))
+    assert o.dtype == torch.float64
+    assert rel(o, o_r) < 1e-12 and rel(g, g_r) < 1e-12 and rel(y, y_r) < 1e-12
+
+
+def test_matches_naive_definition_length_one(seed):
+    xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 1, 2, 4, 2)]
+    o, (g, y) = ts.causal_resolvent_scan_triton(*xs[:7], (xs[7], xs[8]), config=TINY)
+    ref = [x.double().cpu() for x in xs]
+    o_r, (g_r, y_r) = naive.causal_resolvent_scan_naive(*ref[:7], (ref[7], ref[8]))
+    assert rel(o, o_r) < 1e-5 and rel(g, g_r) < 1e-5 and rel(y, y_r) < 1e-5
+
+
+# ----------------------------------------------------------------------------- GPU sizes
+
+gpu = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+
+
+@gpu
+@pytest.mark.parametrize("B,N,H,P,K", [(2, 4099, 4, 64, 8), (1, 1000, 3, 48, 5), (3, 777, 2, 32, 16)])
+def test_gpu_default_config_float32(seed, B, N, H, P, K):
+    check(make_inputs(B, N, H, P, K), torch.float32, 1e-5)
+
+
+@gpu
+def test_gpu_extremes_default_config(seed):
+    xs = make_inputs(2, 3001, 4, 64, 8, a_scale=300.0, hop_frac=(0.97, 0.999))
+    xs[0][:, ::5] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::5]))
+    check(xs, torch.float32, 1e-5)
+
+
+@gpu
+def test_gpu_bf16(seed):
+    check(make_inputs(2, 2050, 4, 64, 8), torch.bfloat16, 1e-2)
