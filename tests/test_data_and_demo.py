@@ -71,3 +71,12 @@ def test_demo_end_to_end(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     tok = AutoTokenizer.from_pretrained(tmp_path / "model")
     assert model.config.vocab_size == len(tok)
+
+
+def test_trainer_predict_returns_logits_not_the_cache(tmp_path):
+    model = ResNetBKForCausalLM(tiny_config())
+    data = [{"input_ids": torch.randint(0, 97, (8,)), "labels": torch.randint(0, 97, (8,))} for _ in range(6)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to="none",
+                             use_cpu=True, disable_tqdm=True)
+    out = Trainer(model=model, args=args, data_collator=default_data_collator).predict(data)
+    assert out.predictions.shape == (6, 8, 97) and math.isfinite(out.metrics["test_loss"])
