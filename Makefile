@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-transformers-4.57 install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,5 +25,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests -q
 
+# The same suite against the oldest supported transformers (4.57, the line optimum-onnx pins).
+# The Triton interpreter tests run in `make test` only.
+VENV457 ?= .venv-transformers-4.57
+$(VENV457)/.installed: setup.cfg pyproject.toml
+	test -x $(VENV457)/bin/python || $(PYTHON) -m venv $(VENV457)
+	$(VENV457)/bin/python -m pip install -q --upgrade pip
+	$(VENV457)/bin/python -c "import torch" 2>/dev/null || $(VENV457)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VENV457)/bin/python -m pip install -q -e . "transformers==4.57.6" "pytest>=8"
+	touch $@
+
+test-transformers-4.57: $(VENV457)/.installed
+	$(VENV457)/bin/python -m pytest tests -q --ignore=tests/test_triton_scan.py
+
 clean:
-	rm -rf $(VENV) results outputs *.egg-info
+	rm -rf $(VENV) $(VENV457) results outputs *.egg-info

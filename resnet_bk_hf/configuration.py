@@ -72,6 +72,7 @@ class ResNetBKConfig(PretrainedConfig):
     """
 
     model_type = "resnet_bk"
+    keys_to_ignore_at_inference = ["cache_params"]  # Trainer.predict must not gather the recurrent state
     attribute_map = {"d_model": "hidden_size", "n_layers": "num_hidden_layers", "num_attention_heads": "num_heads"}
 
     def __init__(

@@ -25,7 +25,8 @@ def load_tokenizer(path: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerFast:
         raise FileNotFoundError(f"no tokenizer.json in {path}; rebuild it with `resnet-bk train-tokenizer`")
     return PreTrainedTokenizerFast(tokenizer_file=str(file), pad_token=PAD_TOKEN, eos_token=EOS_TOKEN,
                                    bos_token=EOS_TOKEN, unk_token=None, model_max_length=1_000_000_000,
-                                   clean_up_tokenization_spaces=False)
+                                   clean_up_tokenization_spaces=False,
+                                   model_input_names=["input_ids", "attention_mask"])  # no token_type_ids
 
 
 def iter_jsonl_text(paths: Iterable[str | Path]) -> Iterator[str]:
