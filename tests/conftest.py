@@ -5,6 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# Without CUDA the Triton kernels run in the interpreter. Triton reads this when it is first imported, and
+# transformers' Trainer imports it, so it must be set here, before any test module is collected.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RESNET_BK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
