@@ -14,7 +14,7 @@ MODES = [dict(mixer_mode="resolvent"), dict(mixer_mode="diag"),
          dict(mixer_mode="resolvent", hopping_mode="constant", ffn_type="mlp")]
 
 
-def model_for(seed_kwargs=None, **kw):
+def model_for(**kw):
     model = ResNetBKForCausalLM(tiny_config(**kw)).eval()
     # Random init leaves potentials ~0; widen them so the tests see a non-trivial Hamiltonian.
     with torch.no_grad():
