@@ -1,15 +1,21 @@
 """Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
+        [--no-check] [--sweep] [--time-loop=scan|sequential]
 
 Prints tables and writes JSON:
   * copy: device-to-device copy bandwidth (bytes read + written) measured in this run = the floor;
-  * check: GPU correctness of the kernel vs the float64 recurrent reference (forward + all grads);
+  * check: GPU correctness of the kernel vs the float64 recurrent reference (forward + all grads),
+    for each forward time loop;
   * grid: forward and forward+backward time (triton.testing.do_bench, median) over (batch, N, d_model, K),
     the minimal bytes each must move, achieved bytes/s as a fraction of the copy bandwidth, peak memory;
-  * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton, the PyTorch recurrent reference (and a
-    torch.compile'd step loop), mambapy's parallel-scan selective scan (state 16), causal SDPA (flash).
-Head size P = 64 channels (H = d_model / 64 heads). Times in ms.
+    every row twice, once per forward time loop (`ScanConfig.time_loop`): "scan" = kernel version 1
+    (tl.associative_scan inside a chunk), "seq" = version 2 (sequential loop over t inside a chunk, state
+    in registers); the backward is version 1 in both, so f+b differs only by the forward;
+  * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton (both time loops), the PyTorch recurrent
+    reference (and a torch.compile'd step loop), mambapy's parallel-scan selective scan (state 16),
+    causal SDPA (flash).
+Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X times only that loop.
 """
 from __future__ import annotations
 
@@ -79,6 +85,11 @@ def bk_bytes(B, N, d, K, dtype):
     return fwd, fwd + bwd
 
 
+def loop_cfg(time_loop, K=8):
+    """The default config with the given forward time loop ("scan" = v1, "sequential" = v2)."""
+    return ts.default_config(P_HEAD, K, time_loop)
+
+
 def time_bk(B, N, d, K, dtype, cfg=None):
     xs = bk_inputs(B, N, d, K, dtype, grad=True)
     f = lambda: ts.causal_resolvent_scan_triton(*xs, config=cfg)[0]
@@ -104,8 +115,10 @@ CHECKS = {
 }
 
 
-def correctness(checks=CHECKS, cfg=None):
-    """Forward + every gradient vs the float64 recurrent reference, poisoned outputs, ragged N."""
+def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS):
+    """Forward + every gradient vs the float64 recurrent reference, poisoned outputs, ragged N.
+
+    The reference is computed once per case; the kernel runs once per forward time loop."""
     out = {}
     torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
     for name, (B, N, H, K, a_scale, hop_hi, dtype, tol) in checks.items():
@@ -125,24 +138,30 @@ def correctness(checks=CHECKS, cfg=None):
         ref_in = [x.double().requires_grad_() for x in xs]
         k_in = [x.to(DEV).requires_grad_() for x in xs]
         o_r, (g_r, y_r) = recurrent.causal_resolvent_scan_recurrent(*ref_in[:7], (ref_in[7], ref_in[8]))
-        ts.POISON = True
-        o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], (k_in[7], k_in[8]), config=cfg)
         w = [torch.randn_like(o_r), torch.randn_like(g_r), torch.randn_like(y_r)]
         w[0] = w[0].to(dtype).double()   # dL/do reaches the kernel in o's dtype
         gr = torch.autograd.grad((o_r * w[0]).sum() + (g_r * w[1]).sum() + (y_r * w[2]).sum(), ref_in)
-        gk = torch.autograd.grad((o_k.float() * w[0].float().to(DEV)).sum() + (g_k * w[1].float().to(DEV)).sum()
-                                 + (y_k * w[2].float().to(DEV)).sum(), k_in)
-        ts.POISON = False
         rel = lambda x, r: ((x.detach().double().cpu() - r.detach()).norm() / r.detach().norm()).item()
-        errs = {"o": rel(o_k, o_r), "gN": rel(g_k, g_r), "yN": rel(y_k, y_r)}
-        for n, x, r in zip(["a", "hop", "u", "c_re", "c_im", "z_re", "z_im", "g0", "y0"], gk, gr):
-            errs["d_" + n] = rel(x, r)
-        finite = all(torch.isfinite(t).all().item() for t in [o_k, g_k, y_k, *gk])
-        worst = max(errs.values())
-        out[name] = {"max_rel_err": worst, "tol": tol, "finite": finite, "pass": finite and worst <= tol,
-                     "errs": errs}
-        print(f"check {name:28s} max rel err {worst:.2e} (tol {tol:g}) finite={finite} "
-              f"{'PASS' if out[name]['pass'] else 'FAIL'}", flush=True)
+        for time_loop in time_loops:
+            key = f"{name} [{time_loop}]"
+            ts.POISON = True
+            try:
+                o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], (k_in[7], k_in[8]),
+                                                                  config=loop_cfg(time_loop, K))
+                gk = torch.autograd.grad((o_k.float() * w[0].float().to(DEV)).sum()
+                                         + (g_k * w[1].float().to(DEV)).sum()
+                                         + (y_k * w[2].float().to(DEV)).sum(), k_in)
+            finally:
+                ts.POISON = False
+            errs = {"o": rel(o_k, o_r), "gN": rel(g_k, g_r), "yN": rel(y_k, y_r)}
+            for n, x, r in zip(["a", "hop", "u", "c_re", "c_im", "z_re", "z_im", "g0", "y0"], gk, gr):
+                errs["d_" + n] = rel(x, r)
+            finite = all(torch.isfinite(t).all().item() for t in [o_k, g_k, y_k, *gk])
+            worst = max(errs.values())
+            out[key] = {"time_loop": time_loop, "max_rel_err": worst, "tol": tol, "finite": finite,
+                        "pass": finite and worst <= tol, "errs": errs}
+            print(f"check {key:41s} max rel err {worst:.2e} (tol {tol:g}) finite={finite} "
+                  f"{'PASS' if out[key]['pass'] else 'FAIL'}", flush=True)
     return out
 
 
@@ -253,8 +272,16 @@ def time_sdpa(N, d, dtype=torch.bfloat16):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     flags = {a for a in sys.argv[1:] if a.startswith("--")}
+    if "--help" in flags or "-h" in sys.argv[1:]:
+        print(__doc__)
+        return
     path = args[0] if args else "results/kernel_bench.json"
     quick = "--quick" in flags
+    loops = ts.TIME_LOOPS
+    for f in flags:
+        if f.startswith("--time-loop="):
+            loops = (f.split("=", 1)[1],)
+            ts.ScanConfig(time_loop=loops[0])   # ValueError naming the allowed values
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
            "head_size": P_HEAD, "cmd": " ".join(sys.argv)}
     bw = copy_bandwidth()
@@ -262,19 +289,26 @@ def main():
     print(f"device {res['device']}  torch {torch.__version__}  triton {triton.__version__}")
     print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)", flush=True)
     if "--no-check" not in flags:
-        res["check"] = correctness()
+        res["check"] = correctness(time_loops=loops)
 
     if "--sweep" in flags:
         sweep = []
-        for (bt, bp, cb, nw) in [(32, 16, 16, 4), (32, 8, 16, 4), (64, 8, 16, 4), (64, 8, 16, 8),
-                                 (16, 32, 16, 4), (32, 32, 16, 8), (64, 16, 16, 8)]:
-            cfg = ts.ScanConfig(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw)
+        configs = [(32, 16, 16, 4, "scan"), (32, 8, 16, 4, "scan"), (64, 8, 16, 4, "scan"), (64, 8, 16, 8, "scan"),
+                   (16, 32, 16, 4, "scan"), (32, 32, 16, 8, "scan"), (64, 16, 16, 8, "scan"),
+                   # v2 forward: longer chunks cost no log factor there (the v1 backward still scans them)
+                   (64, 16, 16, 4, "sequential"), (128, 16, 16, 4, "sequential"), (64, 32, 16, 4, "sequential"),
+                   (64, 16, 16, 2, "sequential"), (32, 16, 16, 1, "sequential")]
+        for (bt, bp, cb, nw, tl_) in configs:
+            if tl_ not in loops:
+                continue
+            cfg = ts.ScanConfig(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw, time_loop=tl_)
             try:
                 t_f, t_fb, m_f, m_fb, ok = time_bk(1, 262144, 1024, 8, torch.float32, cfg)
             except Exception as e:  # noqa: BLE001
                 print(f"sweep {cfg}: {repr(e)[:300]}", flush=True)
                 continue
-            sweep.append(dict(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw, fwd_ms=t_f, fwdbwd_ms=t_fb))
+            sweep.append(dict(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw, time_loop=tl_,
+                              fwd_ms=t_f, fwdbwd_ms=t_fb))
             print(f"sweep N=262144 d=1024 K=8 f32 {cfg}: fwd {t_f:.3f} ms  f+b {t_fb:.3f} ms", flush=True)
         res["sweep"] = sweep
 
@@ -286,26 +320,40 @@ def main():
         grid = [(1, 16384, 1024, 8), (1, 262144, 1024, 8)]
         dtypes = [torch.float32]
     rows = []
-    print(f"\n{'B':>2} {'N':>8} {'d':>5} {'K':>3} {'io':>5} | {'fwd ms':>8} {'fwd %cp':>7} | "
-          f"{'f+b ms':>8} {'f+b %cp':>7} | {'mem f MiB':>9} {'mem fb MiB':>10} ok", flush=True)
+    short = {"scan": "scan", "sequential": "seq"}
+    print(f"\nloop: scan = v1 (associative scan in a chunk), seq = v2 (sequential t loop in a chunk); "
+          f"backward v1 in both. seq/scan = time ratio (< 1: v2 faster)")
+    print(f"\n{'B':>2} {'N':>8} {'d':>5} {'K':>3} {'io':>5} {'loop':>4} | {'fwd ms':>8} {'fwd %cp':>7} | "
+          f"{'f+b ms':>8} {'f+b %cp':>7} | {'mem f MiB':>9} {'mem fb MiB':>10} ok | seq/scan fwd f+b", flush=True)
     for dtype in dtypes:
         for (B, N, d, K) in grid:
             if dtype == torch.bfloat16 and (B, N, d, K) not in [(1, 65536, 1024, 8), (1, 1048576, 1024, 8)]:
                 continue
-            try:
-                t_f, t_fb, m_f, m_fb, ok = time_bk(B, N, d, K, dtype)
-            except torch.OutOfMemoryError as e:
-                print(f"{B:>2} {N:>8} {d:>5} {K:>3} OOM {e}")
-                torch.cuda.empty_cache()
-                continue
-            bf, bfb = bk_bytes(B, N, d, K, dtype)
-            r = dict(B=B, N=N, d_model=d, K=K, io=str(dtype).split(".")[-1], fwd_ms=t_f, fwdbwd_ms=t_fb,
-                     fwd_bytes=bf, fwdbwd_bytes=bfb, fwd_frac_copy=bf / (t_f * 1e-3) / bw,
-                     fwdbwd_frac_copy=bfb / (t_fb * 1e-3) / bw, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
-                     grads_finite=ok)
-            rows.append(r)
-            print(f"{B:>2} {N:>8} {d:>5} {K:>3} {r['io']:>5} | {t_f:8.3f} {100 * r['fwd_frac_copy']:6.1f}% | "
-                  f"{t_fb:8.3f} {100 * r['fwdbwd_frac_copy']:6.1f}% | {m_f:9.0f} {m_fb:10.0f} {ok}", flush=True)
+            by_loop = {}
+            for time_loop in loops:
+                try:
+                    t_f, t_fb, m_f, m_fb, ok = time_bk(B, N, d, K, dtype, loop_cfg(time_loop, K))
+                except torch.OutOfMemoryError as e:
+                    print(f"{B:>2} {N:>8} {d:>5} {K:>3} {short[time_loop]:>4} OOM {e}")
+                    torch.cuda.empty_cache()
+                    continue
+                bf, bfb = bk_bytes(B, N, d, K, dtype)
+                r = dict(B=B, N=N, d_model=d, K=K, io=str(dtype).split(".")[-1], time_loop=time_loop,
+                         fwd_ms=t_f, fwdbwd_ms=t_fb,
+                         fwd_bytes=bf, fwdbwd_bytes=bfb, fwd_frac_copy=bf / (t_f * 1e-3) / bw,
+                         fwdbwd_frac_copy=bfb / (t_fb * 1e-3) / bw, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
+                         grads_finite=ok)
+                rows.append(r)
+                by_loop[time_loop] = r
+                ratio = ""
+                if time_loop == "sequential" and "scan" in by_loop:
+                    r["seq_over_scan_fwd"] = t_f / by_loop["scan"]["fwd_ms"]
+                    r["seq_over_scan_fwdbwd"] = t_fb / by_loop["scan"]["fwdbwd_ms"]
+                    ratio = f"{r['seq_over_scan_fwd']:.2f} {r['seq_over_scan_fwdbwd']:.2f}"
+                print(f"{B:>2} {N:>8} {d:>5} {K:>3} {r['io']:>5} {short[time_loop]:>4} | "
+                      f"{t_f:8.3f} {100 * r['fwd_frac_copy']:6.1f}% | "
+                      f"{t_fb:8.3f} {100 * r['fwdbwd_frac_copy']:6.1f}% | {m_f:9.0f} {m_fb:10.0f} {ok} | {ratio}",
+                      flush=True)
     res["grid"] = rows
 
     if "--no-compare" not in flags:
@@ -318,9 +366,11 @@ def main():
         for N in Ns:
             r = {"N": N}
             for io in (torch.float32, torch.bfloat16):
-                t_f, t_fb, m_f, m_fb, ok = time_bk(1, N, d, K, io)
-                key = "bk_triton_" + str(io).split(".")[-1]
-                r[key] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb)
+                for time_loop in loops:
+                    t_f, t_fb, m_f, m_fb, ok = time_bk(1, N, d, K, io, loop_cfg(time_loop, K))
+                    key = "bk_triton_" + ("seq_" if time_loop == "sequential" else "") + str(io).split(".")[-1]
+                    r[key] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
+                                  time_loop=time_loop)
             if N <= 4096:
                 try:
                     t_f, t_fb = time_recurrent(N, d, K)
@@ -350,6 +400,7 @@ def main():
             fmt = lambda k: (f"{r[k]['fwd_ms']:.3f}/{r[k]['fwdbwd_ms']:.3f}" if k in r and "fwd_ms" in r[k]
                              else ("err" if k in r else "-"))
             print(f"N={N:>6}  bk f32 {fmt('bk_triton_float32')}  bk bf16 {fmt('bk_triton_bfloat16')}  "
+                  f"bk-seq f32 {fmt('bk_triton_seq_float32')}  bk-seq bf16 {fmt('bk_triton_seq_bfloat16')}  "
                   f"recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
                   f"mambapy {fmt('mambapy_pscan_f32')}  sdpa {fmt('sdpa_flash_bf16')}", flush=True)
             for k, v in r.items():

@@ -4,7 +4,8 @@ Without CUDA the kernels run on the CPU through TRITON_INTERPRET=1 at tiny sizes
 with CUDA the same checks run compiled on the GPU, plus GPU-size cases.
 Every check draws fresh random inputs (the `seed` fixture), poisons every buffer the
 kernels write with NaN first, and compares the forward and every input gradient
-(a, hop, u, C, z, initial state) with the float64 reference.
+(a, hop, u, C, z, initial state) with the float64 reference. The checks run for both in-chunk time loops
+of the forward (`ScanConfig.time_loop`: "scan" = version 1, "sequential" = version 2).
 """
 import importlib
 import os
@@ -102,27 +103,34 @@ def check(xs64, dtype, tol, config=None):
 
 # Tiny blocks so that a few positions span several chunks, channel blocks and chunk-scan blocks.
 TINY = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1)
+# The same blocks with the version-2 forward (sequential time loop inside a chunk; backward as version 1).
+TINY_SEQ = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_loop="sequential")
+# Every CPU correctness check runs with both in-chunk time loops.
+both_loops = pytest.mark.parametrize("cfg", [TINY, TINY_SEQ], ids=["scan", "sequential"])
 
 
-def test_matches_float64_with_state_and_ragged_length(seed):
+@both_loops
+def test_matches_float64_with_state_and_ragged_length(seed, cfg):
     # N = 19: not a multiple of the chunk (8) or the chunk-scan block (2 chunks); P = 6 over two blocks of 4;
     # K = 3 padded to 4 lanes.
-    check(make_inputs(2, 19, 2, 6, 3), torch.float32, 1e-5, TINY)
+    check(make_inputs(2, 19, 2, 6, 3), torch.float32, 1e-5, cfg)
 
 
-def test_extreme_potentials_and_hopping_near_contraction_limit(seed):
+@both_loops
+def test_extreme_potentials_and_hopping_near_contraction_limit(seed, cfg):
     # |a| up to ~1e3 and hop within 2% of eta_min, no initial state.
     xs = make_inputs(1, 21, 2, 4, 2, a_scale=300.0, hop_frac=(0.97, 0.999), with_state=False)
     xs[0][0, ::3] = 1e3 * torch.sign(torch.randn(7, 2, dtype=torch.float64))
-    errs = check(xs, torch.float32, 1e-5, TINY)
+    errs = check(xs, torch.float32, 1e-5, cfg)
     assert errs["o"] < 1e-5
 
 
-def test_hopping_above_eta_non_contracting(seed):
+@both_loops
+def test_hopping_above_eta_non_contracting(seed, cfg):
     # The model's defaults allow hop > eta (|hop g| > 1 possible): chunk maps then grow inside a chunk,
     # but the resolvent bound |[(H - z)^-1]_ts| <= 1/eta keeps every composed map finite.
     xs = make_inputs(1, 45, 2, 4, 3, hop_frac=(2.0, 4.0), eta=(0.25, 0.5))
-    check(xs, torch.float32, 1e-5, TINY)
+    check(xs, torch.float32, 1e-5, cfg)
 
 
 def test_model_with_triton_backend_matches_recurrent(seed):
@@ -148,14 +156,28 @@ def test_model_with_triton_backend_matches_recurrent(seed):
         assert rel(p_tri.grad, p_ref.grad) < 1e-4, name
 
 
-def test_bf16_io(seed):
-    check(make_inputs(1, 13, 1, 8, 2), torch.bfloat16, 1e-2, TINY)
+@both_loops
+def test_bf16_io(seed, cfg):
+    check(make_inputs(1, 13, 1, 8, 2), torch.bfloat16, 1e-2, cfg)
 
 
-def test_poison_is_detected():
+def test_time_loop_is_validated():
+    with pytest.raises(ValueError, match="scan.*sequential"):
+        ts.ScanConfig(time_loop="seq")
+    cfg = ts.ScanConfig()
+    cfg.time_loop = "unrolled"          # edited after construction: caught at the call
+    xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 3, 1, 2, 2, with_state=False)]
+    with pytest.raises(ValueError, match="time_loop"):
+        ts.causal_resolvent_scan_triton(*xs, config=cfg)
+    assert ts.ScanConfig().time_loop == "scan" and ts.default_config(64, 8).time_loop == "scan"
+
+
+@pytest.mark.parametrize("cfg,kernel", [(TINY, "_y_chunk_kernel"), (TINY_SEQ, "_y_chunk_seq_kernel")],
+                         ids=["scan", "sequential"])
+def test_poison_is_detected(cfg, kernel):
     """The NaN poison really reaches the outputs when a kernel skips a write (guards the other tests)."""
     xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 9, 1, 4, 2, with_state=False)]
-    old_kernel = ts._y_chunk_kernel
+    old_kernel = getattr(ts, kernel)
     ts.POISON = True
     try:
         class Skip:          # launch nothing for the output pass (MODE 1)
@@ -165,11 +187,11 @@ def test_poison_is_detected():
                         return None
                     return old_kernel[grid](*args, **kw)
                 return launch
-        ts._y_chunk_kernel = Skip()
-        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY)
+        setattr(ts, kernel, Skip())
+        o, _ = ts.causal_resolvent_scan_triton(*xs, config=cfg)
         assert torch.isnan(o).all()
     finally:
-        ts._y_chunk_kernel = old_kernel
+        setattr(ts, kernel, old_kernel)
         ts.POISON = False
 
 
@@ -181,9 +203,10 @@ def test_float64_falls_back_to_exact_recurrent(seed):
     assert rel(o, o_r) < 1e-12 and rel(g, g_r) < 1e-12 and rel(y, y_r) < 1e-12
 
 
-def test_matches_naive_definition_length_one(seed):
+@both_loops
+def test_matches_naive_definition_length_one(seed, cfg):
     xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 1, 2, 4, 2)]
-    o, (g, y) = ts.causal_resolvent_scan_triton(*xs[:7], (xs[7], xs[8]), config=TINY)
+    o, (g, y) = ts.causal_resolvent_scan_triton(*xs[:7], (xs[7], xs[8]), config=cfg)
     ref = [x.double().cpu() for x in xs]
     o_r, (g_r, y_r) = naive.causal_resolvent_scan_naive(*ref[:7], (ref[7], ref[8]))
     assert rel(o, o_r) < 1e-5 and rel(g, g_r) < 1e-5 and rel(y, y_r) < 1e-5
@@ -192,21 +215,25 @@ def test_matches_naive_definition_length_one(seed):
 # ----------------------------------------------------------------------------- GPU sizes
 
 gpu = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+gpu_loops = pytest.mark.parametrize("time_loop", ts.TIME_LOOPS)
 
 
 @gpu
+@gpu_loops
 @pytest.mark.parametrize("B,N,H,P,K", [(2, 4099, 4, 64, 8), (1, 1000, 3, 48, 5), (3, 777, 2, 32, 16)])
-def test_gpu_default_config_float32(seed, B, N, H, P, K):
-    check(make_inputs(B, N, H, P, K), torch.float32, 1e-5)
+def test_gpu_default_config_float32(seed, B, N, H, P, K, time_loop):
+    check(make_inputs(B, N, H, P, K), torch.float32, 1e-5, ts.default_config(P, K, time_loop))
 
 
 @gpu
-def test_gpu_extremes_default_config(seed):
+@gpu_loops
+def test_gpu_extremes_default_config(seed, time_loop):
     xs = make_inputs(2, 3001, 4, 64, 8, a_scale=300.0, hop_frac=(0.97, 0.999))
     xs[0][:, ::5] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::5]))
-    check(xs, torch.float32, 1e-5)
+    check(xs, torch.float32, 1e-5, ts.default_config(64, 8, time_loop))
 
 
 @gpu
-def test_gpu_bf16(seed):
-    check(make_inputs(2, 2050, 4, 64, 8), torch.bfloat16, 1e-2)
+@gpu_loops
+def test_gpu_bf16(seed, time_loop):
+    check(make_inputs(2, 2050, 4, 64, 8), torch.bfloat16, 1e-2, ts.default_config(64, 8, time_loop))

@@ -35,6 +35,15 @@ Forward (5 launches):
   5. `_y_chunk` (MODE 1): recompute g, y inside the chunk from the boundary state
      and write o. Reads a, hop, u, C; writes o and the final state only.
 
+Forward version 2 (`ScanConfig(time_loop="sequential")`; version 1 = "scan" stays the default
+until a GPU has timed both): passes 1, 3 and 5 become `_g_maps_seq`, `_y_chunk_seq` (MODE 0/1):
+each program walks t = t0 .. min(t0 + L, N) - 1 in a loop, carrying g (K lanes) and y
+(K x BLOCK_P) in registers from the chunk-start boundary state, loading a_t, hop_t, u_t and
+C_t per step (positions past N are never visited). About 10 flops per lane and position, no
+log2(L) factor, and no Moebius scan for g_{t-1}. Passes 2 and 4 (chunk-level scans) and the
+saved boundary states (Gs, Ys) are the same, so the backward below is shared: it is version 1
+(associative scans inside a chunk) for both settings.
+
 Backward (exact, DESIGN.md 2.4), reusing the saved chunk-boundary g and y:
   Ybar_t = C_t dL/do_t + conj(-hop_{t+1} g_{t+1}) Ybar_{t+1}            (reverse affine)
   Gbar_t = sum_p conj(u_t - hop_t y_{t-1}) Ybar_t + conj(hop_{t+1}^2 g_{t+1}^2) Gbar_{t+1}
@@ -307,6 +316,130 @@ def _y_chunk_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_pt
         ci = tl.load(c_im_ptr + coff, mask=cmask, other=0.0).to(tl.float32)
         o = tl.sum(cr[:, :, None] * yr + ci[:, :, None] * yi, axis=1)
         tl.store(o_ptr + uoff, o.to(o_ptr.dtype.element_ty), mask=umask)
+
+
+# ----------------------------------------------------------------------------- forward, time_loop="sequential"
+# Version 2 of the in-chunk passes: one step per position with the state in registers, no scan along time.
+
+
+@triton.jit
+def _g_maps_seq_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, mc_ptr, N, H, K, nC,
+                       L: tl.constexpr, BK: tl.constexpr):
+    """Same output as `_g_maps_kernel` (up to the projective scale): M_last ... M_first of the chunk."""
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    kk = tl.arange(0, BK)
+    km = kk < K
+    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)
+    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)
+    zeros = tl.zeros([BK], dtype=tl.float32)
+    m00r = zeros + 1.0
+    m00i = zeros
+    m01r = zeros
+    m01i = zeros
+    m10r = zeros
+    m10i = zeros
+    m11r = zeros + 1.0
+    m11i = zeros
+    t0 = pid_c * L
+    t1 = tl.minimum(t0 + L, N)
+    off = ab_base + t0.to(tl.int64) * H      # element offset of (b, t, h) in a / hop, advanced by H per step
+    for _t in range(t0, t1):
+        a_t = tl.load(a_ptr + off).to(tl.float32)
+        b_t = tl.load(hop_ptr + off).to(tl.float32)
+        # M <- M_t M with M_t = [[0, 1], [-b^2, a - z]]: row 0 <- row 1, row 1 <- -b^2 row 0 + (a - z) row 1
+        b2 = b_t * b_t
+        wr = a_t - zr
+        wi = -zi
+        n10r = wr * m10r - wi * m10i - b2 * m00r
+        n10i = wr * m10i + wi * m10r - b2 * m00i
+        n11r = wr * m11r - wi * m11i - b2 * m01r
+        n11i = wr * m11i + wi * m11r - b2 * m01i
+        s = tl.maximum(tl.maximum(tl.maximum(tl.abs(m10r), tl.abs(m10i)), tl.maximum(tl.abs(m11r), tl.abs(m11i))),
+                       tl.maximum(tl.maximum(tl.abs(n10r), tl.abs(n10i)), tl.maximum(tl.abs(n11r), tl.abs(n11i))))
+        inv = 1.0 / s
+        m00r = m10r * inv
+        m00i = m10i * inv
+        m01r = m11r * inv
+        m01i = m11i * inv
+        m10r = n10r * inv
+        m10i = n10i * inv
+        m11r = n11r * inv
+        m11i = n11i * inv
+        off += H
+    out = mc_ptr + (bh * nC + pid_c).to(tl.int64) * K * 8 + kk * 8
+    tl.store(out + 0, m00r, mask=km)
+    tl.store(out + 1, m00i, mask=km)
+    tl.store(out + 2, m01r, mask=km)
+    tl.store(out + 3, m01i, mask=km)
+    tl.store(out + 4, m10r, mask=km)
+    tl.store(out + 5, m10i, mask=km)
+    tl.store(out + 6, m11r, mask=km)
+    tl.store(out + 7, m11i, mask=km)
+
+
+@triton.jit
+def _y_chunk_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, ys_ptr,
+                        ay_ptr, by_ptr, o_ptr, N, H, K, P, nC,
+                        L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr):
+    """Same contract as `_y_chunk_kernel`, walking t = t0 .. min(t0 + L, N) - 1 one step at a time.
+
+    State in registers: g (BK, 1) and y (BK, BP) complex, from the chunk-start g (Gs) and, in MODE 1,
+    the chunk-start y (Ys). MODE 0 starts from y = 0 and also carries A = prod_t (-hop_t g_t), so the
+    final y is the chunk map's offset B. Positions past N are never visited (identity)."""
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    pb = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    kk = tl.arange(0, BK)
+    km = kk < K
+    pp = pb * BP + tl.arange(0, BP)
+    pm = pp < P
+    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[:, None]
+    gbase = (bh * (nC + 1) + pid_c).to(tl.int64) * K * 2
+    gr = tl.load(gs_ptr + gbase + kk * 2, mask=km, other=0.0)[:, None]
+    gi = tl.load(gs_ptr + gbase + kk * 2 + 1, mask=km, other=0.0)[:, None]
+    kp_mask = km[:, None] & pm[None, :]
+    ar = tl.zeros([BK, 1], dtype=tl.float32) + 1.0
+    ai = tl.zeros([BK, 1], dtype=tl.float32)
+    if MODE == 0:
+        yr = tl.zeros([BK, BP], dtype=tl.float32)
+        yi = tl.zeros([BK, BP], dtype=tl.float32)
+    else:
+        yoff = ((bh * (nC + 1) + pid_c).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+        yr = tl.load(ys_ptr + yoff, mask=kp_mask, other=0.0)
+        yi = tl.load(ys_ptr + yoff + 1, mask=kp_mask, other=0.0)
+    t0 = pid_c * L
+    t1 = tl.minimum(t0 + L, N)
+    off = ab_base + t0.to(tl.int64) * H      # element offset of (b, t, h) in a / hop, advanced by H per step
+    for _t in range(t0, t1):
+        a_t = tl.load(a_ptr + off).to(tl.float32)
+        b_t = tl.load(hop_ptr + off).to(tl.float32)
+        u_t = tl.load(u_ptr + off * P + pp, mask=pm, other=0.0).to(tl.float32)[None, :]
+        gr, gi = _step(a_t, b_t, zr, zi, gr, gi)
+        yr, yi = _cmul(gr, gi, u_t - b_t * yr, -b_t * yi)
+        if MODE == 0:
+            ar, ai = _cmul(-b_t * gr, -b_t * gi, ar, ai)
+        else:
+            cr = tl.load(c_re_ptr + off * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+            ci = tl.load(c_im_ptr + off * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+            o = tl.sum(cr * yr + ci * yi, axis=0)
+            tl.store(o_ptr + off * P + pp, o.to(o_ptr.dtype.element_ty), mask=pm)
+        off += H
+    if MODE == 0:
+        abase = (bh * nC + pid_c).to(tl.int64) * K * 2
+        a_first = km & ((kk * 0 + pb) == 0)
+        tl.store(ay_ptr + abase + kk * 2, tl.sum(ar, axis=1), mask=a_first)
+        tl.store(ay_ptr + abase + kk * 2 + 1, tl.sum(ai, axis=1), mask=a_first)
+        boff = ((bh * nC + pid_c).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+        tl.store(by_ptr + boff, yr, mask=kp_mask)
+        tl.store(by_ptr + boff + 1, yi, mask=kp_mask)
 
 
 @triton.jit
@@ -590,22 +723,36 @@ def _g_final_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, dg_ptr, gb_ptr, 
 # ----------------------------------------------------------------------------- host side
 
 
+TIME_LOOPS = ("scan", "sequential")
+
+
 @dataclass
 class ScanConfig:
     block_t: int = 32        # chunk length L
     block_p: int = 16        # channels per program (forward / Ybar passes)
     chunk_block: int = 32    # chunk maps per step of the chunk-level scans
     num_warps: int = 4
+    # How the forward walks time inside a chunk: "scan" (version 1, tl.associative_scan) or
+    # "sequential" (version 2, one step per position, state in registers). Backward: version 1 for both.
+    time_loop: str = "scan"
+
+    def __post_init__(self):
+        _check_time_loop(self.time_loop)
+
+
+def _check_time_loop(value) -> None:
+    if value not in TIME_LOOPS:
+        raise ValueError(f"ScanConfig.time_loop must be one of {TIME_LOOPS}, got {value!r}")
 
 
 def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-def default_config(P: int, K: int) -> ScanConfig:
+def default_config(P: int, K: int, time_loop: str = "scan") -> ScanConfig:
     BK = _next_pow2(K)
     bp = max(1, min(_next_pow2(P), max(1, 256 // BK)))
-    return ScanConfig(block_t=32, block_p=bp, chunk_block=16, num_warps=4)
+    return ScanConfig(block_t=32, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop)
 
 
 def _interpret() -> bool:
@@ -648,22 +795,25 @@ def _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
     nPB = triton.cdiv(P, BP)
     BH = B * H
     dev = u.device
-    f32 = torch.float32
+    _check_time_loop(cfg.time_loop)      # the dataclass checks at construction; this catches later edits
+    seq = cfg.time_loop == "sequential"
+    g_maps = _g_maps_seq_kernel if seq else _g_maps_kernel
+    y_chunk = _y_chunk_seq_kernel if seq else _y_chunk_kernel
     Mc = _empty(BH, nC, K, 8, dtype=torch.float32, device=dev)
-    _g_maps_kernel[(nC, BH)](a, hop, z_re, z_im, Mc, N, H, K, nC, L=L, BK=BK, num_warps=cfg.num_warps)
+    g_maps[(nC, BH)](a, hop, z_re, z_im, Mc, N, H, K, nC, L=L, BK=BK, num_warps=cfg.num_warps)
     Gs = _empty(BH, nC + 1, K, 2, dtype=torch.float32, device=dev)
     _g_scan_kernel[(BH,)](Mc, g0, Gs, nC, K, CB=cfg.chunk_block, BK=BK, num_warps=cfg.num_warps)
     del Mc
     Ay = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     By = _empty(BH, nC, K, P, 2, dtype=torch.float32, device=dev)
     grid = (nC, BH, nPB)
-    _y_chunk_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, N, H, K, P, nC,
-                          L=L, BK=BK, BP=BP, MODE=0, num_warps=cfg.num_warps)
+    y_chunk[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, N, H, K, P, nC,
+                  L=L, BK=BK, BP=BP, MODE=0, num_warps=cfg.num_warps)
     Ys = _affine_scan(Ay, By, y0, nC, K, P, False, cfg, BK)
     del Ay, By
     o = _empty_like(u)
-    _y_chunk_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, N, H, K, P, nC,
-                          L=L, BK=BK, BP=BP, MODE=1, num_warps=cfg.num_warps)
+    y_chunk[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, N, H, K, P, nC,
+                  L=L, BK=BK, BP=BP, MODE=1, num_warps=cfg.num_warps)
     return o, Gs, Ys
 
 
@@ -777,9 +927,10 @@ def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optio
             state = (torch.zeros(B, H, K, 2, device=u.device), torch.zeros(B, H, K, P, 2, device=u.device))
         return u.new_empty(B, 0, H, P), (state[0].float(), state[1].float())
     cfg = config or default_config(P, K)
+    _check_time_loop(cfg.time_loop)
     g0, y0 = (None, None) if state is None else state
     o, gN, yN = TritonScanFn.apply(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg)
     return o, (gN, yN)
 
 
-__all__ = ["ScanConfig", "TritonScanFn", "causal_resolvent_scan_triton", "default_config"]
+__all__ = ["ScanConfig", "TIME_LOOPS", "TritonScanFn", "causal_resolvent_scan_triton", "default_config"]
