@@ -20,7 +20,6 @@ Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X t
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -321,8 +320,8 @@ def main():
         dtypes = [torch.float32]
     rows = []
     short = {"scan": "scan", "sequential": "seq"}
-    print(f"\nloop: scan = v1 (associative scan in a chunk), seq = v2 (sequential t loop in a chunk); "
-          f"backward v1 in both. seq/scan = time ratio (< 1: v2 faster)")
+    print("\nloop: scan = v1 (associative scan in a chunk), seq = v2 (sequential t loop in a chunk); "
+          "backward v1 in both. seq/scan = time ratio (< 1: v2 faster)")
     print(f"\n{'B':>2} {'N':>8} {'d':>5} {'K':>3} {'io':>5} {'loop':>4} | {'fwd ms':>8} {'fwd %cp':>7} | "
           f"{'f+b ms':>8} {'f+b %cp':>7} | {'mem f MiB':>9} {'mem fb MiB':>10} ok | seq/scan fwd f+b", flush=True)
     for dtype in dtypes:

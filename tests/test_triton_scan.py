@@ -96,6 +96,8 @@ def check(xs64, dtype, tol, config=None):
         errs["d_" + name] = rel(gk, gr)
     for name, t in [("o", o_k), ("gN", g_k), ("yN", y_k)] + list(zip(NAMES, gr_k)):
         assert torch.isfinite(t).all(), f"{name} has NaN/inf (unwritten element or overflow)"
+    # shown with `pytest -s`: the figures docs/benchmarks.md quotes come from these lines
+    print(f"{dtype} worst relative error {max(errs.values()):.2e}: " + " ".join(f"{k}={v:.1e}" for k, v in errs.items()))
     bad = {k: v for k, v in errs.items() if not v <= tol}
     assert not bad, f"relative errors over {tol}: {bad} (all: {errs})"
     return errs
