@@ -1,7 +1,7 @@
 """Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
-        [--no-check] [--sweep] [--time-loop=scan|sequential]
+        [--no-check] [--no-grid] [--sweep] [--profile] [--time-loop=scan|sequential]
 
 Prints tables and writes JSON:
   * copy: device-to-device copy bandwidth (bytes read + written) measured in this run = the floor;
@@ -268,6 +268,84 @@ def time_sdpa(N, d, dtype=torch.bfloat16):
     return t_f, t_fb, m_f, m_fb
 
 
+# ----------------------------------------------------------------------------- tuning
+
+
+SWEEP_SHAPE = (1, 262144, 1024, 8)
+SWEEP_FWD = [(16, 4), (32, 4), (64, 8), (16, 2)]            # (block_p, num_warps) of the forward
+SWEEP_BWD = [(8, 4), (16, 4), (16, 8), (32, 8), (64, 8)]     # (bwd_block_p, bwd_num_warps)
+
+
+def sweep_configs(save, res, block_ts=(16, 32, 64)):
+    """Forward (both time loops) and backward timed separately per chunk length L = block_t.
+
+    The forward and the backward share L (the backward restarts from the forward's chunk-boundary
+    states) but may use different channel blocks and warps (ScanConfig.bwd_block_p / bwd_num_warps)."""
+    B, N, d, K = SWEEP_SHAPE
+    out = []
+    print(f"\nsweep B={B} N={N} d={d} K={K} f32: ms (median)", flush=True)
+    for L in block_ts:
+        xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+        det = [x.detach() for x in xs]
+        do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+        for tl_ in ts.TIME_LOOPS:
+            for bp, nw in SWEEP_FWD:
+                cfg = ts.ScanConfig(block_t=L, block_p=bp, chunk_block=16, num_warps=nw, time_loop=tl_)
+                try:
+                    with torch.no_grad():
+                        t = bench(lambda: ts.causal_resolvent_scan_triton(*det, config=cfg), rep=100)
+                except Exception as e:  # noqa: BLE001
+                    print(f"  fwd L={L} {tl_} bp={bp} nw={nw}: {repr(e)[:200]}", flush=True)
+                    continue
+                out.append({"pass": "fwd", "block_t": L, "time_loop": tl_, "block_p": bp, "num_warps": nw, "ms": t})
+                print(f"  fwd L={L:>3} {tl_:>10} bp={bp:>3} nw={nw}: {t:8.3f}", flush=True)
+        for bp, nw in SWEEP_BWD:
+            cfg = ts.ScanConfig(block_t=L, block_p=32, chunk_block=16, num_warps=4, time_loop="sequential",
+                                bwd_block_p=bp, bwd_num_warps=nw)
+            try:
+                o = ts.causal_resolvent_scan_triton(*xs, config=cfg)[0]
+                t = bench(lambda: torch.autograd.grad(o, xs, do, retain_graph=True), rep=100)
+                del o
+            except Exception as e:  # noqa: BLE001
+                print(f"  bwd L={L} bp={bp} nw={nw}: {repr(e)[:200]}", flush=True)
+                continue
+            out.append({"pass": "bwd", "block_t": L, "block_p": bp, "num_warps": nw, "ms": t})
+            print(f"  bwd L={L:>3} bp={bp:>3} nw={nw}: {t:8.3f}", flush=True)
+        res["sweep"] = out
+        save()
+        del xs, det, do
+        torch.cuda.empty_cache()
+    return out
+
+
+def profile_kernels(cfgs=None):
+    """CUDA time per kernel of one forward + backward (torch.profiler), to see where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+    B, N, d, K = SWEEP_SHAPE
+    cfgs = cfgs or {"default": ts.default_config(P_HEAD, K),
+                    "L16 bwd-bp16-nw8": ts.ScanConfig(block_t=16, block_p=32, chunk_block=16, num_warps=4,
+                                                      bwd_block_p=16, bwd_num_warps=8)}
+    out = {}
+    for name, cfg in cfgs.items():
+        xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+        do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+        for _ in range(2):   # compile + warm up
+            torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do)
+            torch.cuda.synchronize()
+        rows = sorted(((e.key, e.device_time_total / 1e3, e.count) for e in prof.key_averages()
+                       if e.device_time_total > 0), key=lambda r: -r[1])
+        out[name] = [{"kernel": k, "ms": ms, "calls": c} for k, ms, c in rows]
+        print(f"\nprofile {name} {cfg}: CUDA ms per kernel, one fwd+bwd at B={B} N={N} d={d} K={K}")
+        for k, ms, c in rows[:14]:
+            print(f"  {ms:9.3f} ms  x{c:<3} {k[:90]}")
+        del xs, do
+        torch.cuda.empty_cache()
+    return out
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     flags = {a for a in sys.argv[1:] if a.startswith("--")}
@@ -283,38 +361,26 @@ def main():
             ts.ScanConfig(time_loop=loops[0])   # ValueError naming the allowed values
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
            "head_size": P_HEAD, "cmd": " ".join(sys.argv)}
+
+    def save():   # after every section and row: a run stopped at its time limit keeps what it measured
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+
     bw = copy_bandwidth()
     res["copy_bytes_per_s"] = bw
     print(f"device {res['device']}  torch {torch.__version__}  triton {triton.__version__}")
     print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)", flush=True)
     if "--no-check" not in flags:
         res["check"] = correctness(time_loops=loops)
-
-    if "--sweep" in flags:
-        sweep = []
-        configs = [(32, 16, 16, 4, "scan"), (32, 8, 16, 4, "scan"), (64, 8, 16, 4, "scan"), (64, 8, 16, 8, "scan"),
-                   (16, 32, 16, 4, "scan"), (32, 32, 16, 8, "scan"), (64, 16, 16, 8, "scan"),
-                   # v2 forward: longer chunks cost no log factor there (the v1 backward still scans them)
-                   (64, 16, 16, 4, "sequential"), (128, 16, 16, 4, "sequential"), (64, 32, 16, 4, "sequential"),
-                   (64, 16, 16, 2, "sequential"), (32, 16, 16, 1, "sequential")]
-        for (bt, bp, cb, nw, tl_) in configs:
-            if tl_ not in loops:
-                continue
-            cfg = ts.ScanConfig(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw, time_loop=tl_)
-            try:
-                t_f, t_fb, m_f, m_fb, ok = time_bk(1, 262144, 1024, 8, torch.float32, cfg)
-            except Exception as e:  # noqa: BLE001
-                print(f"sweep {cfg}: {repr(e)[:300]}", flush=True)
-                continue
-            sweep.append(dict(block_t=bt, block_p=bp, chunk_block=cb, num_warps=nw, time_loop=tl_,
-                              fwd_ms=t_f, fwdbwd_ms=t_fb))
-            print(f"sweep N=262144 d=1024 K=8 f32 {cfg}: fwd {t_f:.3f} ms  f+b {t_fb:.3f} ms", flush=True)
-        res["sweep"] = sweep
+        save()
 
     grid = [(1, 2048, 1024, 8), (1, 16384, 1024, 8), (1, 65536, 1024, 8), (1, 262144, 1024, 8),
             (1, 1048576, 1024, 8), (8, 8192, 1024, 8), (1, 65536, 1024, 4), (1, 65536, 1024, 16),
             (4, 16384, 512, 8)]
     dtypes = [torch.float32, torch.bfloat16]
+    if "--no-grid" in flags:
+        grid = []
     if quick:
         grid = [(1, 16384, 1024, 8), (1, 262144, 1024, 8)]
         dtypes = [torch.float32]
@@ -343,6 +409,8 @@ def main():
                          fwdbwd_frac_copy=bfb / (t_fb * 1e-3) / bw, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
                          grads_finite=ok)
                 rows.append(r)
+                res["grid"] = rows
+                save()
                 by_loop[time_loop] = r
                 ratio = ""
                 if time_loop == "sequential" and "scan" in by_loop:
@@ -396,6 +464,8 @@ def main():
             except Exception as e:  # noqa: BLE001
                 r["sdpa_flash_bf16"] = {"error": repr(e)[:200]}
             cmp_rows.append(r)
+            res["compare"] = cmp_rows
+            save()
             fmt = lambda k: (f"{r[k]['fwd_ms']:.3f}/{r[k]['fwdbwd_ms']:.3f}" if k in r and "fwd_ms" in r[k]
                              else ("err" if k in r else "-"))
             print(f"N={N:>6}  bk f32 {fmt('bk_triton_float32')}  bk bf16 {fmt('bk_triton_bfloat16')}  "
@@ -407,9 +477,11 @@ def main():
                     print(f"   {k}: {v['error']}")
         res["compare"] = cmp_rows
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(res, f, indent=1)
+    if "--sweep" in flags:
+        res["sweep"] = sweep_configs(save, res)
+    if "--profile" in flags:
+        res["profile"] = profile_kernels()
+    save()
     print(f"\nwrote {path}")
 
 

@@ -25,9 +25,11 @@ if not CUDA and not INTERPRET:
 from resnet_bk_hf.kernels import naive, recurrent  # noqa: E402
 from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
 
-if INTERPRET and not isinstance(ts._g_maps_kernel, triton.runtime.interpreter.InterpretedFunction):
+from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
+
+if INTERPRET and not isinstance(ts._g_maps_kernel, InterpretedFunction):
     ts = importlib.reload(ts)   # imported earlier without the interpreter: rebuild the kernels
-if not INTERPRET and isinstance(ts._g_maps_kernel, triton.runtime.interpreter.InterpretedFunction):
+if not INTERPRET and isinstance(ts._g_maps_kernel, InterpretedFunction):
     pytest.skip("kernels were built for the interpreter but CUDA tensors are in use", allow_module_level=True)
 
 DEVICE = "cuda" if CUDA else "cpu"
@@ -104,7 +106,7 @@ def check(xs64, dtype, tol, config=None):
 
 
 # Tiny blocks so that a few positions span several chunks, channel blocks and chunk-scan blocks.
-TINY = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1)
+TINY = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_loop="scan")
 # The same blocks with the version-2 forward (sequential time loop inside a chunk; backward as version 1).
 TINY_SEQ = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_loop="sequential")
 # Every CPU correctness check runs with both in-chunk time loops.
@@ -148,9 +150,10 @@ def test_model_with_triton_backend_matches_recurrent(seed):
     other.config.scan_backend = "triton"
     for layer in other.model.layers:
         layer.mixer.config = other.config
+    other.to(DEVICE)
     ids = torch.randint(0, 97, (1, 9))
     ref = model(ids, labels=ids)
-    tri = other(ids, labels=ids)
+    tri = other(ids.to(DEVICE), labels=ids.to(DEVICE))
     ref.loss.backward()
     tri.loss.backward()
     assert rel(tri.logits, ref.logits) < 1e-5
@@ -171,7 +174,7 @@ def test_time_loop_is_validated():
     xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 3, 1, 2, 2, with_state=False)]
     with pytest.raises(ValueError, match="time_loop"):
         ts.causal_resolvent_scan_triton(*xs, config=cfg)
-    assert ts.ScanConfig().time_loop == "scan" and ts.default_config(64, 8).time_loop == "scan"
+    assert ts.ScanConfig().time_loop == "sequential" and ts.default_config(64, 8).time_loop == "sequential"
 
 
 @pytest.mark.parametrize("cfg,kernel", [(TINY, "_y_chunk_kernel"), (TINY_SEQ, "_y_chunk_seq_kernel")],
@@ -239,3 +242,15 @@ def test_gpu_extremes_default_config(seed, time_loop):
 @gpu_loops
 def test_gpu_bf16(seed, time_loop):
     check(make_inputs(2, 2050, 4, 64, 8), torch.bfloat16, 1e-2, ts.default_config(64, 8, time_loop))
+
+
+@pytest.mark.parametrize("cfg", [TINY_SEQ], ids=["sequential"])
+def test_backward_with_its_own_channel_block_and_warps(seed, cfg):
+    from dataclasses import replace
+    check(make_inputs(2, 37, 2, 8, 3), torch.float32, 1e-5, replace(cfg, bwd_block_p=2, bwd_num_warps=2))
+
+
+def test_scan_config_block_sizes_are_validated():
+    for field, bad in [("block_t", 12), ("block_p", 0), ("bwd_block_p", 3), ("bwd_num_warps", -4)]:
+        with pytest.raises(ValueError, match=f"ScanConfig.{field} must be a power of two"):
+            ts.ScanConfig(**{field: bad})

@@ -35,8 +35,8 @@ Forward (5 launches):
   5. `_y_chunk` (MODE 1): recompute g, y inside the chunk from the boundary state
      and write o. Reads a, hop, u, C; writes o and the final state only.
 
-Forward version 2 (`ScanConfig(time_loop="sequential")`; version 1 = "scan" stays the default
-until a GPU has timed both): passes 1, 3 and 5 become `_g_maps_seq`, `_y_chunk_seq` (MODE 0/1):
+Forward version 2 (`ScanConfig(time_loop="sequential")`, the default since the H100 timed both:
+16-19% faster at N >= 65536, docs/benchmarks.md): passes 1, 3 and 5 become `_g_maps_seq`, `_y_chunk_seq` (MODE 0/1):
 each program walks t = t0 .. min(t0 + L, N) - 1 in a loop, carrying g (K lanes) and y
 (K x BLOCK_P) in registers from the chunk-start boundary state, loading a_t, hop_t, u_t and
 C_t per step (positions past N are never visited). About 10 flops per lane and position, no
@@ -61,7 +61,7 @@ the (B, N, H, K) buffers Dg and c_bar (the size of C).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 import torch
@@ -733,11 +733,23 @@ class ScanConfig:
     chunk_block: int = 32    # chunk maps per step of the chunk-level scans
     num_warps: int = 4
     # How the forward walks time inside a chunk: "scan" (version 1, tl.associative_scan) or
-    # "sequential" (version 2, one step per position, state in registers). Backward: version 1 for both.
-    time_loop: str = "scan"
+    # "sequential" (version 2, one step per position, state in registers; faster on the H100).
+    # Backward: version 1 for both.
+    time_loop: str = "sequential"
+    # The backward's tiles hold ~3x more live values than the forward's: its own channel block and
+    # warps (None = the forward's). The chunk length block_t is shared: the backward restarts from
+    # the chunk-boundary states the forward saved.
+    bwd_block_p: Optional[int] = None
+    bwd_num_warps: Optional[int] = None
 
     def __post_init__(self):
         _check_time_loop(self.time_loop)
+        for name in ("block_t", "block_p", "chunk_block", "num_warps", "bwd_block_p", "bwd_num_warps"):
+            v = getattr(self, name)
+            if v is None and name.startswith("bwd_"):
+                continue
+            if not isinstance(v, int) or v < 1 or v & (v - 1):
+                raise ValueError(f"ScanConfig.{name} must be a power of two >= 1, got {v!r}")
 
 
 def _check_time_loop(value) -> None:
@@ -749,10 +761,14 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-def default_config(P: int, K: int, time_loop: str = "scan") -> ScanConfig:
+def default_config(P: int, K: int, time_loop: str = "sequential") -> ScanConfig:
+    """Blocks chosen by `kernel_bench.py --sweep` on an H100 (N=262144, d_model=1024, P=64, K=8;
+    docs/benchmarks.md): chunks of 16, forward 32 channels x 4 warps, backward 64 channels x 8 warps."""
     BK = _next_pow2(K)
     bp = max(1, min(_next_pow2(P), max(1, 256 // BK)))
-    return ScanConfig(block_t=32, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop)
+    bwd_bp = max(1, min(_next_pow2(P), max(1, 512 // BK)))
+    return ScanConfig(block_t=16, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
+                      bwd_block_p=bwd_bp, bwd_num_warps=8)
 
 
 def _interpret() -> bool:
@@ -821,12 +837,13 @@ def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: S
     B, N, H, P = u.shape
     K = z_re.shape[-1]
     BK = _next_pow2(K)
-    L, BP = cfg.block_t, min(cfg.block_p, _next_pow2(P))
+    L, BP = cfg.block_t, min(cfg.bwd_block_p or cfg.block_p, _next_pow2(P))
     nC = triton.cdiv(N, L)
     nPB = triton.cdiv(P, BP)
     BH = B * H
     dev = u.device
     f32 = torch.float32
+    cfg = replace(cfg, num_warps=cfg.bwd_num_warps or cfg.num_warps)
     grid = (nC, BH, nPB)
     Ab = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     Bb = _empty(BH, nC, K, P, 2, dtype=torch.float32, device=dev)
