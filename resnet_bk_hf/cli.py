@@ -31,6 +31,21 @@ def _generate(args):
     print(tok.decode(out[0]))
 
 
+def _compare(args):
+    from .compare.config import load_config
+    from .compare.runner import run_compare
+    cfg = load_config(args.config, {"output_dir": args.output_dir, "device": args.device})
+    summary = run_compare(cfg, aggregate_only=args.aggregate_only, extra_run_dirs=args.include_runs)
+    print(f"wrote {cfg.output_dir}/summary.json ({summary['status']})")
+
+
+def _lm_eval(args):
+    from .compare.lm_eval_run import run_lm_eval
+    run_lm_eval(args.model, tasks=args.tasks, output_dir=args.output_dir, data_dir=args.data_dir,
+                device=args.device, batch_size=args.batch_size, max_length=args.max_length, limit=args.limit,
+                dtype=args.dtype)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="resnet-bk", description="ResNet-BK language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +67,24 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=50)
     p.add_argument("--sample", action="store_true")
     p.set_defaults(func=_generate)
+    p = sub.add_parser("compare", help="train and compare ResNet-BK, Mamba and a Transformer (docs/results.md)")
+    p.add_argument("config", help="YAML file, e.g. examples/compare/gpu_10m_1seed.yaml")
+    p.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--aggregate-only", action="store_true", help="rebuild summary.json and figures, train nothing")
+    p.add_argument("--include-runs", nargs="*", default=None, help="more runs/ folders to compare with")
+    p.set_defaults(func=_compare)
+    p = sub.add_parser("lm-eval", help="lm-eval-harness (--model hf) on the bench corpora, offline; tabulates")
+    p.add_argument("--model", action="append", required=True, help="saved model folder (repeat for several)")
+    p.add_argument("--tasks", default="bench_sotu_valid,bench_wikitext2_valid")
+    p.add_argument("--output-dir", default="results/lm_eval")
+    p.add_argument("--data-dir", default=None, help="folder of the bench corpora (default ../shared/data)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=2048, help="rolling-window length in tokens")
+    p.add_argument("--limit", type=int, default=None, help="documents per task (for quick checks)")
+    p.add_argument("--dtype", default="float32")
+    p.set_defaults(func=_lm_eval)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

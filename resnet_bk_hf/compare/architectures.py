@@ -1,0 +1,303 @@
+"""The architectures compared with ResNet-BK, built at a matched non-embedding parameter count.
+
+Every model is a transformers `PreTrainedModel` with tied input/output embeddings:
+
+    resnet_bk    ResNetBKForCausalLM (this package)
+    mamba        transformers' MambaForCausalLM (Mamba-1)
+    mamba2       transformers' Mamba2ForCausalLM (optional)
+    transformer  transformers' LlamaForCausalLM (pre-RMSNorm, SwiGLU, RoPE, attention through
+                 torch's scaled_dot_product_attention: attn_implementation="sdpa"), or
+                 GPT2LMHeadModel (learned positions, GELU MLP, sdpa) with transformer_family="gpt2"
+
+`size_model` picks the width (and then the FFN width) that brings the non-embedding parameter count
+closest to a target; counts come from instantiating the model on the meta device, so they are the
+real counts, not a formula. `forward_flops_per_token` is the analytic count (docs/results.md states
+the formulas); its matmul part is checked against the built models in tests/test_compare.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import torch
+
+ARCHITECTURES = ("resnet_bk", "mamba", "mamba2", "transformer")
+TRANSFORMER_FAMILIES = ("llama", "gpt2")
+
+
+@dataclass
+class ArchSpec:
+    """What `build_config` needs: width, depth and the per-family knobs."""
+
+    arch: str
+    hidden_size: int
+    num_layers: int
+    head_dim: int = 64                 # attention / BK heads: hidden_size // head_dim of them
+    intermediate_size: Optional[int] = None   # FFN width (resnet_bk, transformer); None = family default
+    num_shifts: int = 8                # ResNet-BK spectral shifts per head (state size per channel)
+    state_size: int = 16               # Mamba N (Mamba-2: see mamba2_state_size)
+    mamba2_state_size: int = 64
+    mamba2_head_dim: int = 64
+    mamba2_chunk_size: int = 256
+    transformer_family: str = "llama"
+    max_position_embeddings: int = 2048
+    use_mambapy: bool = False
+    extra: Dict = field(default_factory=dict)
+
+
+def mambapy_available() -> bool:
+    return importlib.util.find_spec("mambapy") is not None
+
+
+def mamba_ssm_available() -> bool:
+    return importlib.util.find_spec("mamba_ssm") is not None
+
+
+def build_config(spec: ArchSpec, vocab_size: int, pad_token_id: int, eos_token_id: int):
+    """A transformers config for `spec`; raises ValueError naming a bad field."""
+    d, L = spec.hidden_size, spec.num_layers
+    if spec.arch not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {spec.arch!r}")
+    if d < 1 or L < 1:
+        raise ValueError(f"hidden_size and num_layers must be >= 1, got {d} and {L}")
+    common = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=eos_token_id,
+                  eos_token_id=eos_token_id, tie_word_embeddings=True)
+    if spec.arch == "resnet_bk":
+        from ..configuration import ResNetBKConfig
+        if d % spec.head_dim:
+            raise ValueError(f"resnet_bk hidden_size={d} must be a multiple of head_dim={spec.head_dim}")
+        return ResNetBKConfig(hidden_size=d, num_hidden_layers=L, num_heads=d // spec.head_dim,
+                              num_shifts=spec.num_shifts, intermediate_size=spec.intermediate_size,
+                              **spec.extra, **common)
+    if spec.arch == "mamba":
+        from transformers import MambaConfig
+        return MambaConfig(hidden_size=d, num_hidden_layers=L, state_size=spec.state_size, expand=2,
+                           conv_kernel=4, use_mambapy=spec.use_mambapy, **spec.extra, **common)
+    if spec.arch == "mamba2":
+        from transformers import Mamba2Config
+        expand_d = 2 * d
+        if expand_d % spec.mamba2_head_dim:
+            raise ValueError(f"mamba2: 2 * hidden_size={expand_d} must be a multiple of "
+                             f"mamba2_head_dim={spec.mamba2_head_dim}")
+        return Mamba2Config(hidden_size=d, num_hidden_layers=L, state_size=spec.mamba2_state_size, expand=2,
+                            head_dim=spec.mamba2_head_dim, num_heads=expand_d // spec.mamba2_head_dim, n_groups=1,
+                            chunk_size=spec.mamba2_chunk_size, conv_kernel=4, **spec.extra, **common)
+    # transformer
+    if spec.transformer_family not in TRANSFORMER_FAMILIES:
+        raise ValueError(f"transformer_family must be one of {TRANSFORMER_FAMILIES}, got {spec.transformer_family!r}")
+    if d % spec.head_dim:
+        raise ValueError(f"transformer hidden_size={d} must be a multiple of head_dim={spec.head_dim}")
+    heads = d // spec.head_dim
+    if spec.transformer_family == "llama":
+        from transformers import LlamaConfig
+        ffn = spec.intermediate_size or 32 * -(-8 * d // 3 // 32)
+        return LlamaConfig(hidden_size=d, num_hidden_layers=L, num_attention_heads=heads, num_key_value_heads=heads,
+                           intermediate_size=ffn, max_position_embeddings=spec.max_position_embeddings,
+                           attn_implementation="sdpa", **spec.extra, **common)
+    from transformers import GPT2Config
+    return GPT2Config(n_embd=d, n_layer=L, n_head=heads, n_inner=spec.intermediate_size or 4 * d,
+                      n_positions=spec.max_position_embeddings, attn_implementation="sdpa", **spec.extra, **common)
+
+
+def model_class(arch: str, transformer_family: str = "llama"):
+    if arch == "resnet_bk":
+        from ..modeling import ResNetBKForCausalLM
+        return ResNetBKForCausalLM
+    if arch == "mamba":
+        from transformers import MambaForCausalLM
+        return MambaForCausalLM
+    if arch == "mamba2":
+        from transformers import Mamba2ForCausalLM
+        return Mamba2ForCausalLM
+    if transformer_family == "gpt2":
+        from transformers import GPT2LMHeadModel
+        return GPT2LMHeadModel
+    from transformers import LlamaForCausalLM
+    return LlamaForCausalLM
+
+
+def build_model(spec: ArchSpec, vocab_size: int, pad_token_id: int, eos_token_id: int, meta: bool = False):
+    config = build_config(spec, vocab_size, pad_token_id, eos_token_id)
+    cls = model_class(spec.arch, spec.transformer_family)
+    if spec.arch == "transformer":
+        config._attn_implementation = "sdpa"
+    if meta:
+        with torch.device("meta"):
+            return cls(config)
+    return cls(config)
+
+
+def embedding_parameters(model) -> set:
+    """ids of the token (and GPT-2 position) embedding tables: what 'non-embedding' leaves out."""
+    ids = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    wpe = getattr(getattr(model, "transformer", None), "wpe", None)
+    if wpe is not None:
+        ids.add(id(wpe.weight))
+    return ids
+
+
+def count_parameters(model) -> Dict[str, int]:
+    emb = embedding_parameters(model)
+    total = non_emb = 0
+    for p in model.parameters():  # tied weights appear once
+        total += p.numel()
+        if id(p) not in emb:
+            non_emb += p.numel()
+    return {"total": total, "non_embedding": non_emb}
+
+
+def _count(spec: ArchSpec, vocab_size: int) -> int:
+    return count_parameters(build_model(spec, vocab_size, 0, 1, meta=True))["non_embedding"]
+
+
+def size_model(arch: str, target_non_embedding: int, num_layers: int, vocab_size: int, width_multiple: int = 64,
+               ffn_multiple: int = 32, **spec_kwargs) -> ArchSpec:
+    """The ArchSpec of `arch` with `num_layers` layers whose non-embedding count is closest to the target.
+
+    Width runs over multiples of `width_multiple` (which must suit the heads); then, for the
+    architectures with an FFN (resnet_bk, transformer), the FFN width over multiples of
+    `ffn_multiple` to close the remaining gap. Mamba's width is its only knob.
+    """
+    if target_non_embedding < 1:
+        raise ValueError(f"target_non_embedding must be >= 1, got {target_non_embedding}")
+    if width_multiple < 1 or ffn_multiple < 1:
+        raise ValueError(f"width_multiple and ffn_multiple must be >= 1, got {width_multiple}, {ffn_multiple}")
+
+    def spec_at(d, ffn=None):
+        return ArchSpec(arch=arch, hidden_size=d, num_layers=num_layers, intermediate_size=ffn, **spec_kwargs)
+
+    # counts grow monotonically with the width: walk up until past the target
+    best, best_err, d = None, None, width_multiple
+    while True:
+        n = _count(spec_at(d), vocab_size)
+        err = abs(n - target_non_embedding)
+        if best_err is None or err < best_err:
+            best, best_err = d, err
+        if n >= target_non_embedding or d > 64 * width_multiple * 64:
+            break
+        d += width_multiple
+    spec = spec_at(best)
+    if arch in ("resnet_bk", "transformer"):
+        base = build_config(spec, vocab_size, 0, 1)
+        ffn0 = getattr(base, "intermediate_size", None) or getattr(base, "n_inner", None)
+        lo, hi = ffn_multiple, 4 * ffn0 + ffn_multiple
+        # count is affine in the FFN width: two probes give the slope, then round to the multiple
+        n_lo, n_hi = _count(spec_at(best, lo), vocab_size), _count(spec_at(best, hi), vocab_size)
+        slope = (n_hi - n_lo) / (hi - lo)
+        ffn = lo + (target_non_embedding - n_lo) / slope
+        candidates = {max(ffn_multiple, ffn_multiple * int(ffn // ffn_multiple) + k * ffn_multiple) for k in (0, 1)}
+        spec = min((spec_at(best, f) for f in candidates),
+                   key=lambda s: abs(_count(s, vocab_size) - target_non_embedding))
+    return spec
+
+
+def mamba_scan_path(model) -> str:
+    """Which selective-scan implementation a transformers Mamba model runs (recorded in every result).
+
+    The fast path needs the compiled mamba-ssm package; without it transformers uses mambapy's
+    parallel scan when config.use_mambapy is set and mambapy is installed, else a sequential
+    PyTorch loop over the sequence. `probe_mamba_scan_path` confirms it by running the model.
+    """
+    if mamba_ssm_available():
+        return "mamba_ssm-cuda-kernels"
+    if getattr(model.config, "use_mambapy", False) and mambapy_available():
+        return "mambapy-pscan"
+    return "torch-sequential-loop"
+
+
+def probe_mamba_scan_path(model, device) -> str:
+    """Run one short training-mode forward and see whether mambapy's pscan was called."""
+    expected = mamba_scan_path(model)
+    if expected != "mambapy-pscan":
+        return expected
+    import mambapy.pscan as mp
+    calls = []
+    original = mp.pscan
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    mp.pscan = counting
+    try:
+        was_training = model.training
+        model.train()
+        with torch.no_grad():
+            model(input_ids=torch.zeros(1, 8, dtype=torch.long, device=device), use_cache=False)
+        model.train(was_training)
+    finally:
+        mp.pscan = original
+    return "mambapy-pscan" if calls else "torch-sequential-loop (mambapy installed but not called)"
+
+
+def forward_flops_per_token(config, arch: str, seq_len: int) -> Dict[str, float]:
+    """Analytic forward FLOPs per token (multiply-add = 2 FLOPs), split into parts.
+
+    `matmul` counts every weight matrix (2 FLOPs per weight); `mixer` the sequence mixing that has no
+    weights (attention scores, scans, convolutions); `lm_head` the output projection. Norms,
+    activations and residual adds are left out (a few per channel). Training ≈ 3 x forward.
+    """
+    V = config.vocab_size
+    if arch == "resnet_bk":
+        d, L, H, K, F = (config.hidden_size, config.num_hidden_layers, config.num_heads, config.num_shifts,
+                         config.intermediate_size)
+        in_width = H + (H if config.hopping_mode == "input" else 0) + d
+        if config.mixer_mode == "resolvent":
+            in_width += d + 2 * H * K
+            mixer = 12 * H * K + 13 * d * K      # g recurrence per (head, shift); y update + readout per (channel, shift)
+            feat = 0
+        else:
+            mixer = 12 * H * K
+            feat = 2 * H * K * d
+        ffn = (3 if config.ffn_type == "swiglu" else 2) * d * F
+        matmul = 2 * L * (d * in_width + d * d + feat + ffn)
+        mixer *= L
+    elif arch == "mamba":
+        d, L, E, N = config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.state_size
+        R, k = int(config.time_step_rank), config.conv_kernel
+        matmul = 2 * L * (d * 2 * E + E * (R + 2 * N) + R * E + E * d)
+        # causal depthwise conv; scan: exp(dt A), dt*B*x, h = dA h + dBx, y = C.h (7 per state), D skip + gate
+        mixer = L * (2 * k * E + 7 * E * N + 4 * E)
+    elif arch == "mamba2":
+        d, L, N, G = config.hidden_size, config.num_hidden_layers, config.state_size, config.n_groups
+        E, Hh, Q, k = int(config.expand * d), config.num_heads, config.chunk_size, config.conv_kernel
+        P = config.head_dim
+        conv_dim = E + 2 * G * N
+        matmul = 2 * L * (d * (E + conv_dim + Hh) + E * d)
+        # SSD with chunk Q: intra-chunk quadratic part (causal half of Q per token) + chunk states + readout
+        q = min(Q, seq_len)
+        mixer = L * (2 * k * conv_dim + Hh * (q + 1) * (N + P) + 4 * E * N + 4 * E)
+    elif arch == "transformer":
+        if getattr(config, "model_type", "") == "gpt2":
+            d, L, F = config.n_embd, config.n_layer, config.n_inner or 4 * config.n_embd
+            ffn = 2 * d * F
+        else:
+            d, L, F = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+            ffn = 3 * d * F
+        matmul = 2 * L * (4 * d * d + ffn)
+        # QK^T and AV over the causal prefix: mean context (seq_len + 1) / 2
+        mixer = L * 2 * 2 * d * (seq_len + 1) / 2
+    else:
+        raise ValueError(f"unknown architecture {arch!r}")
+    d_model = getattr(config, "hidden_size", None) or config.n_embd
+    lm_head = 2 * d_model * V
+    forward = matmul + mixer + lm_head
+    return {"matmul": float(matmul), "mixer": float(mixer), "lm_head": float(lm_head), "forward": float(forward),
+            "train": float(3 * forward)}
+
+
+def matmul_weight_count(model) -> int:
+    """Weights of every nn.Linear except the lm_head (what the `matmul` FLOP term counts / 2)."""
+    head = model.get_output_embeddings()
+    total = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            total += module.weight.numel()
+    # GPT-2's Conv1D layers are Linear layers stored transposed
+    try:
+        from transformers.pytorch_utils import Conv1D
+        total += sum(m.weight.numel() for m in model.modules() if isinstance(m, Conv1D))
+    except ImportError:
+        pass
+    return total
