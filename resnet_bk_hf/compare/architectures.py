@@ -245,7 +245,8 @@ def forward_flops_per_token(config, arch: str, seq_len: int) -> Dict[str, float]
         in_width = H + (H if config.hopping_mode == "input" else 0) + d
         if config.mixer_mode == "resolvent":
             in_width += d + 2 * H * K
-            mixer = 12 * H * K + 13 * d * K      # g recurrence per (head, shift); y update + readout per (channel, shift)
+            # g recurrence per (head, shift); y update + readout per (channel, shift)
+            mixer = 12 * H * K + 13 * d * K
             feat = 0
         else:
             mixer = 12 * H * K

@@ -68,14 +68,25 @@ def load_long_context_text(data_dir: Path) -> str:
     return (data_dir / LONG_CONTEXT_FILE).read_text(encoding="utf-8")
 
 
-def eval_token_stream(tokenizer, texts: List[str]) -> List[int]:
-    """[EOS] doc1 [EOS] doc2 [EOS] ...: every token after the first is a prediction target."""
+MAX_CHARS_PER_TOKEN = 64  # no token of the shipped BPE is longer; bounds the text needed for max_tokens tokens
+
+
+def eval_token_stream(tokenizer, texts: List[str], max_tokens: Optional[int] = None) -> List[int]:
+    """[EOS] doc1 [EOS] doc2 [EOS] ...: every token after the first is a prediction target.
+
+    With `max_tokens`, only as much text is tokenized as the first max_tokens + 1 tokens need (a
+    document cut there loses only tokens past the limit, which are dropped anyway).
+    """
     eos = tokenizer.eos_token_id
     stream = [eos]
-    for ids in tokenizer(texts).input_ids:
-        stream.extend(ids)
+    for text in texts:
+        if max_tokens is not None:
+            if len(stream) > max_tokens:
+                break
+            text = text[:(max_tokens + 2) * MAX_CHARS_PER_TOKEN]
+        stream.extend(tokenizer(text).input_ids)
         stream.append(eos)
-    return stream
+    return stream[:max_tokens + 1] if max_tokens is not None else stream
 
 
 def token_byte_lengths(tokenizer) -> List[int]:

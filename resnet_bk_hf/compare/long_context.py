@@ -16,20 +16,17 @@ from pathlib import Path
 import torch
 
 from ..data import tokenize_and_chunk
-from .data import load_bench_train, load_long_context_text
+from .data import eval_token_stream, load_bench_train, load_long_context_text
 from .evaluation import _summary, position_profile, streaming_nll
 from .runner import train_and_evaluate, use_bf16
 
 STREAMING_ARCHS = ("resnet_bk", "mamba", "transformer")
 
 
-def stream_moby_dick(model, arch: str, seq_len: int, tokenizer, data_dir: Path, byte_lengths, device, lc,
-                     bf16: bool) -> dict:
+def stream_moby_dick(model, arch: str, seq_len: int, ids, byte_lengths, device, lc, bf16: bool) -> dict:
+    """Stream `ids` ([EOS] + the novel's tokens) through the model; perplexity overall and by position."""
     if arch not in STREAMING_ARCHS:
         return {"status": f"not implemented for {arch}"}
-    ids = [tokenizer.eos_token_id] + tokenizer(load_long_context_text(data_dir)).input_ids
-    if lc.stream_max_tokens:
-        ids = ids[:lc.stream_max_tokens + 1]
     if arch == "transformer":
         window = seq_len                      # never longer than what it was trained on
         chunk = lc.stream_chunk or max(1, seq_len // 2)
@@ -54,6 +51,9 @@ def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fair
     out = Path(cfg.output_dir) / "long_context"
     bf16 = use_bf16(cfg, device)
     texts = None
+    novel = eval_token_stream(tokenizer, [load_long_context_text(data_dir)], lc.stream_max_tokens)
+    if lc.stream_max_tokens is None:
+        novel = novel[:-1]  # the closing EOS is no part of the novel
     for n in lc.seq_lens:
         batch = lc.tokens_per_step // n
         micro = batch
@@ -74,8 +74,7 @@ def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fair
             print(f"[long-context] arch={arch} N={n} batch={batch} (micro {micro}) spec={spec}")
 
             def stream(model, result, arch=arch, n=n):
-                result["streaming"] = stream_moby_dick(model, arch, n, tokenizer, data_dir, byte_lengths, device,
-                                                       lc, bf16)
+                result["streaming"] = stream_moby_dick(model, arch, n, novel, byte_lengths, device, lc, bf16)
 
             train_and_evaluate(
                 run_dir=run_dir, arch=arch, spec=spec, seed=seed, train_blocks=blocks, valid_streams={},

@@ -36,7 +36,8 @@ def _metric_table(runs: List[Dict]) -> Dict:
     table = {name: describe([get(r) for r in runs]) for name, get in RUN_METRICS.items()}
     for vname in sorted({v for r in runs for v in r.get("validation", {})}):
         for key in ("loss", "perplexity", "bits_per_byte"):
-            table[f"{vname}.{key}"] = describe([r["validation"][vname][key] for r in runs if vname in r.get("validation", {})])
+            table[f"{vname}.{key}"] = describe([r["validation"][vname][key] for r in runs
+                                                if vname in r.get("validation", {})])
     return table
 
 
@@ -72,8 +73,8 @@ def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
             comp = {}
             for vname in sorted({v for r in runs for v in r.get("validation", {})}):
                 for key in PAIRED_METRICS:
-                    va = {r["seed"]: r["validation"][vname][key] for r in arch_runs[a] if vname in r.get("validation", {})}
-                    vb = {r["seed"]: r["validation"][vname][key] for r in arch_runs[b] if vname in r.get("validation", {})}
+                    va, vb = ({r["seed"]: r["validation"][vname][key] for r in arch_runs[x]
+                               if vname in r.get("validation", {})} for x in (a, b))
                     comp[f"{vname}.{key}"] = paired_test(va, vb)
             tp = {r["seed"]: r["train"].get("tokens_per_second") or math.nan for r in arch_runs[a]}
             tq = {r["seed"]: r["train"].get("tokens_per_second") or math.nan for r in arch_runs[b]}
@@ -84,7 +85,8 @@ def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
     summary["figures"] = []
     for size, runs in by_size.items():
         summary["figures"] += plot_curves(runs, out / f"curves_{size}", f"{cfg.name} / {size}")
-        summary["figures"] += plot_validation(summary["sizes"][size], out / f"validation_{size}", f"{cfg.name} / {size}")
+        summary["figures"] += plot_validation(summary["sizes"][size], out / f"validation_{size}",
+                                              f"{cfg.name} / {size}")
     long_runs = load_long_context(out)
     if long_runs:
         from .figures import plot_long_context

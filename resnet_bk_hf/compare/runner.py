@@ -133,7 +133,8 @@ def _write_json(path: Path, data) -> None:
 def environment(device: str) -> Dict:
     import transformers
     env = {"resnet_bk_hf": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-           "python": platform.python_version(), "device": device, "host_cpu": platform.processor() or platform.machine()}
+           "python": platform.python_version(), "device": device,
+           "host_cpu": platform.processor() or platform.machine()}
     if device == "cuda":
         env["device_name"] = torch.cuda.get_device_name()
     return env
@@ -255,7 +256,8 @@ def run_compare(cfg: CompareConfig, aggregate_only: bool = False, extra_run_dirs
         if pending:
             train_blocks = tokenize_and_chunk(load_bench_train(data_dir, cfg.max_train_docs), tokenizer,
                                               cfg.train.seq_len)
-            valid_streams = {name: eval_token_stream(tokenizer, load_valid_texts(data_dir, name)) for name in VALID_FILES}
+            valid_streams = {name: eval_token_stream(tokenizer, load_valid_texts(data_dir, name), cfg.eval.max_tokens)
+                             for name in VALID_FILES}
         # seeds outermost: a run cut short by a time limit still has every architecture of the first seeds
         for size, seed, arch in pending:
             print(f"[compare] size={size.name} arch={arch} seed={seed} spec={specs[size.name][arch]}")
