@@ -88,6 +88,7 @@ class CompareConfig:
     param_tolerance: float = 0.05
     save_models: bool = True
     long_context: Optional[LongContextConfig] = None
+    run_main: bool = True              # false: only the long-context runs
     device: Optional[str] = None       # cuda | cpu; default: cuda when available
 
 

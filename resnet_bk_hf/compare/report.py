@@ -43,11 +43,9 @@ def _metric_table(runs: List[Dict]) -> Dict:
 
 def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
     results = [r for r in load_results(run_dirs) if r.get("size") is not None]
-    summary = {"name": cfg.name, "status": "no runs yet" if not results else "ok", "sizes": {}}
-    if not results:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
-    summary["fairness"] = check_comparable(results, cfg.param_tolerance)  # raises FairnessError
+    summary = {"name": cfg.name, "status": "no runs yet" if not results else "ok", "sizes": {}, "figures": []}
+    if results:
+        summary["fairness"] = check_comparable(results, cfg.param_tolerance)  # raises FairnessError
     by_size = defaultdict(list)
     for r in results:
         by_size[r["size"]].append(r)
@@ -82,7 +80,6 @@ def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
             entry["comparisons"][f"{a} - {b}"] = comp
         summary["sizes"][size] = entry
     from .figures import plot_curves, plot_validation
-    summary["figures"] = []
     for size, runs in by_size.items():
         summary["figures"] += plot_curves(runs, out / f"curves_{size}", f"{cfg.name} / {size}")
         summary["figures"] += plot_validation(summary["sizes"][size], out / f"validation_{size}",
@@ -90,6 +87,7 @@ def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
     long_runs = load_long_context(out)
     if long_runs:
         from .figures import plot_long_context
+        summary["status"] = "ok"
         summary["long_context"] = long_runs
         summary["figures"] += plot_long_context(long_runs, out / "long_context", cfg.name)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

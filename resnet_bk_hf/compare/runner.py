@@ -252,10 +252,11 @@ def run_compare(cfg: CompareConfig, aggregate_only: bool = False, extra_run_dirs
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         specs = size_specs(cfg, len(tokenizer), device, max(cfg.train.seq_len, cfg.eval.block_size))
         pending = [(s, seed, a) for s in cfg.sizes for seed in cfg.seeds for a in cfg.architectures
-                   if not (out / "runs" / s.name / a / f"seed{seed}" / "result.json").is_file()]
+                   if cfg.run_main and not (out / "runs" / s.name / a / f"seed{seed}" / "result.json").is_file()]
         if pending:
+            workers = max(1, min(8, (os.cpu_count() or 1) // 2)) if device == "cuda" else None
             train_blocks = tokenize_and_chunk(load_bench_train(data_dir, cfg.max_train_docs), tokenizer,
-                                              cfg.train.seq_len)
+                                              cfg.train.seq_len, num_proc=workers)
             valid_streams = {name: eval_token_stream(tokenizer, load_valid_texts(data_dir, name), cfg.eval.max_tokens)
                              for name in VALID_FILES}
         # seeds outermost: a run cut short by a time limit still has every architecture of the first seeds
