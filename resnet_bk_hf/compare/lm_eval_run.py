@@ -6,7 +6,7 @@ remote code is needed. MambaForCausalLM and Llama are native to transformers. Of
 read the bench corpora from disk (lm_eval_tasks/utils.py) and HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
 are set. The same evaluation from lm-eval's own command line:
 
-    python -m resnet_bk_hf.compare.lm_eval_run run --model hf --model_args pretrained=DIR,backend=causal \
+    python -m resnet_bk_hf.compare.lm_eval_run run --model hf --model_args pretrained=DIR backend=causal \
         --include_path $(python -c "import resnet_bk_hf.compare.lm_eval_tasks as t; print(t.TASK_DIR)") \
         --tasks bench_sotu_valid --metadata '{"data_dir": "../shared/data"}'
 """
