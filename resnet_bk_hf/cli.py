@@ -31,6 +31,23 @@ def _generate(args):
     print(tok.decode(out[0]))
 
 
+def _export_onnx(args):
+    exporter = args.exporter
+    if exporter == "auto":
+        try:
+            import optimum.exporters.onnx  # noqa: F401  (optimum-onnx; it needs transformers < 4.58)
+            exporter = "optimum"
+        except ImportError:
+            exporter = "torch"
+    if exporter == "optimum":
+        from .optimum_onnx import export_with_optimum
+        out = export_with_optimum(args.model_dir, args.out_dir, opset=args.opset)
+    else:
+        from .onnx_export import DEFAULT_OPSET, export_onnx
+        out = export_onnx(args.model_dir, args.out_dir, opset=args.opset or DEFAULT_OPSET)
+    print(f"wrote {out}/model.onnx and {out}/model_with_state.onnx ({exporter} exporter)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="resnet-bk", description="ResNet-BK language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +69,13 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=50)
     p.add_argument("--sample", action="store_true")
     p.set_defaults(func=_generate)
+    p = sub.add_parser("export-onnx", help="export a saved model to ONNX (full-sequence and with-state graphs)")
+    p.add_argument("model_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--exporter", choices=["auto", "optimum", "torch"], default="auto",
+                   help="auto: Optimum when importable (transformers < 4.58), else torch.onnx")
+    p.add_argument("--opset", type=int, default=None)
+    p.set_defaults(func=_export_onnx)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

@@ -32,7 +32,7 @@ from .modeling import ResNetBKCache, ResNetBKForCausalLM
 
 FULL_MODEL_FILE = "model.onnx"
 WITH_STATE_MODEL_FILE = "model_with_state.onnx"
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18
 EXPORT_INFO_FILE = "resnet_bk_onnx.json"
 
 
@@ -73,11 +73,13 @@ class ResNetBKOnnxDecoder(nn.Module):
     that branch.
     """
 
-    def __init__(self, model: ResNetBKForCausalLM, with_state: bool):
+    def __init__(self, model: ResNetBKForCausalLM, with_state: bool, model_forward=None):
         super().__init__()
         check_exportable(model.config)
         self.model = model
         self.with_state = with_state
+        # Optimum's ModelPatcher replaces model.forward by this wrapper: it hands over the original.
+        self.model_forward = model_forward or model
 
     def forward(self, input_ids, attention_mask, past_last_mask=None, past_states: Optional[Sequence] = None):
         cache = None
@@ -85,8 +87,8 @@ class ResNetBKOnnxDecoder(nn.Module):
             cache = ResNetBKCache(self.model.config, input_ids.shape[0], input_ids.device)
             cache.states = [(past_states[2 * i], past_states[2 * i + 1]) for i in range(len(cache.states))]
             cache.last_mask = past_last_mask
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache_params=cache,
-                         use_cache=self.with_state, return_dict=True)
+        out = self.model_forward(input_ids=input_ids, attention_mask=attention_mask, cache_params=cache,
+                                 use_cache=self.with_state, return_dict=True)
         if not self.with_state:
             return out.logits
         states = [s for layer in out.cache_params.states for s in layer]
@@ -130,6 +132,9 @@ def _export_graph(model, path: Path, with_state: bool, opset: int):
     with torch.no_grad(), scan_backend(model, "parallel"), warnings.catch_warnings():
         # TracerWarnings: the model's input checks (int(ids.max()) etc.) become constants, as intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The TorchScript exporter is deprecated in torch >= 2.9, but it is the one that turns the scripted
+        # doubling loop into an ONNX Loop, and the one Optimum uses (dynamo=False).
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(wrapper, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
 
@@ -159,8 +164,7 @@ def _load(model_or_dir):
     if isinstance(model_or_dir, ResNetBKForCausalLM):
         return model_or_dir.float().eval(), None
     from transformers import AutoModelForCausalLM
-    return AutoModelForCausalLM.from_pretrained(str(model_or_dir), torch_dtype=torch.float32).eval(), \
-        Path(model_or_dir)
+    return AutoModelForCausalLM.from_pretrained(str(model_or_dir)).float().eval(), Path(model_or_dir)
 
 
 def write_model_files(model, source_dir: Optional[Path], out: Path, exporter: str) -> None:
