@@ -48,6 +48,13 @@ def _export_onnx(args):
     print(f"wrote {out}/model.onnx and {out}/model_with_state.onnx ({exporter} exporter)")
 
 
+def _model_card(args):
+    from .model_card import write_model_card
+    out = write_model_card(args.results, args.out, model_dir=args.model_dir, repo_id=args.repo_id,
+                           model_name=args.model_name)
+    print(f"wrote {out}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="resnet-bk", description="ResNet-BK language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +83,13 @@ def main(argv=None):
                    help="auto: Optimum when importable (transformers < 4.58), else torch.onnx")
     p.add_argument("--opset", type=int, default=None)
     p.set_defaults(func=_export_onnx)
+    p = sub.add_parser("model-card", help="write a Hub model card (README.md) from result JSON files")
+    p.add_argument("results", nargs="+", help="result JSON files, e.g. results/demo.json")
+    p.add_argument("--out", required=True, help="e.g. outputs/demo-model/README.md")
+    p.add_argument("--model-dir", default=None, help="saved model directory (its config.json is read)")
+    p.add_argument("--repo-id", default=None)
+    p.add_argument("--model-name", default=None)
+    p.set_defaults(func=_model_card)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

@@ -270,7 +270,14 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
         if kwargs.get("is_main_process", True):
             set_auto_map(self.config)
             write_remote_code(save_directory)   # before saving: push_to_hub uploads what is there
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # A class loaded from a directory's code has _auto_class set; transformers' own copy of the code
+        # would then point auto_map at modeling.py, which transformers 4.57 cannot load (remote_code.py).
+        cls = type(self)
+        auto_class, cls._auto_class = cls._auto_class, None
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            cls._auto_class = auto_class
 
 
 @dataclass

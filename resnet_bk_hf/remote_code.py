@@ -12,6 +12,11 @@ names the package `kernels/`, which it cannot copy. This module writes the same 
 `kernels/__init__.py` becomes `kernels.py`, `kernels/naive.py` becomes `naive.py`, and so on. The
 relative imports then resolve unchanged (`.naive` from `kernels.py` is the sibling `naive.py`).
 
+The entry point named in `auto_map` is a generated file, `modeling_resnet_bk.py`, that imports every
+other file directly: transformers 4.57 copies only the *direct* relative imports of that file into
+its module cache when loading from a local directory (5.x follows them recursively), so this is
+what makes the same directory load on both.
+
 One edit is made while copying: `triton_scan.py`'s `import triton` is wrapped in `try/except
 ImportError: raise` (same behaviour). transformers' `check_imports`, which vets every remote file
 fetched from the Hub, skips imports inside try blocks; without the wrapper it would refuse to load
@@ -37,12 +42,32 @@ REMOTE_CODE_FILES: Dict[str, str] = {
     "triton_scan.py": "kernels/triton_scan.py",
 }
 
+ENTRY_POINT = "modeling_resnet_bk.py"
 AUTO_MAP = {
     "AutoConfig": "configuration.ResNetBKConfig",
-    "AutoModel": "modeling.ResNetBKModel",
-    "AutoModelForCausalLM": "modeling.ResNetBKForCausalLM",
-    "AutoModelForSequenceClassification": "modeling.ResNetBKForSequenceClassification",
+    "AutoModel": "modeling_resnet_bk.ResNetBKModel",
+    "AutoModelForCausalLM": "modeling_resnet_bk.ResNetBKForCausalLM",
+    "AutoModelForSequenceClassification": "modeling_resnet_bk.ResNetBKForSequenceClassification",
 }
+
+ENTRY_POINT_SOURCE = '''"""ResNet-BK for `trust_remote_code=True` (written by resnet_bk_hf/remote_code.py; the model is in modeling.py).
+
+Every code file of the directory is imported here directly: transformers 4.57 copies only the direct
+relative imports of the `auto_map` module when it loads a local directory.
+"""
+from .configuration import ResNetBKConfig  # noqa: F401
+from .kernels import causal_resolvent_scan  # noqa: F401
+from .modeling import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel  # noqa: F401
+from .naive import causal_resolvent_scan_naive  # noqa: F401
+from .parallel import causal_resolvent_scan_parallel  # noqa: F401
+from .recurrent import causal_resolvent_scan_recurrent  # noqa: F401
+from .remote_code import write_remote_code  # noqa: F401
+
+try:  # optional: needs Triton (and a GPU to be used)
+    from .triton_scan import causal_resolvent_scan_triton  # noqa: F401
+except ImportError:
+    pass
+'''
 
 _TRITON_IMPORTS = "import triton\nimport triton.language as tl\n"
 _TRITON_IMPORTS_GUARDED = ("try:  # written by remote_code.py: transformers' check_imports skips try blocks, so\n"
@@ -78,4 +103,6 @@ def write_remote_code(save_directory) -> List[Path]:
         elif source.resolve() != target.resolve():
             shutil.copyfile(source, target)
         written.append(target)
+    (out / ENTRY_POINT).write_text(ENTRY_POINT_SOURCE, encoding="utf-8")
+    written.append(out / ENTRY_POINT)
     return written
