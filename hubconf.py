@@ -19,7 +19,7 @@ CONFIGS = {
 }
 
 
-def resnet_bk(config: str = "small", pretrained: str = None, **overrides):
+def resnet_bk(config: str = "small", pretrained=None, **overrides):
     """A ResNet-BK causal LM: from a saved directory (`pretrained`), or fresh with the named sizes."""
     from resnet_bk_hf import ResNetBKConfig, ResNetBKForCausalLM
     from resnet_bk_hf.tokenization import load_tokenizer

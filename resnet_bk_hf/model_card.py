@@ -115,7 +115,8 @@ def _generic_rows(result: dict):
             if key not in r:
                 raise ValueError(f"eval_results entry {r} lacks {key!r}")
         rows.append(dict(data=r["dataset_name"], metric=r["metric_type"], value=r["metric_value"],
-                         command=f"`{r['command']}`" if r.get("command") else "", eval=(r["metric_type"], r["metric_value"]),
+                         command=f"`{r['command']}`" if r.get("command") else "",
+                         eval=(r["metric_type"], r["metric_value"]),
                          dataset_type=r.get("dataset_type"), dataset_split=r.get("dataset_split")))
     return rows
 
@@ -151,9 +152,9 @@ def build_model_card(result_files: Sequence[str | Path], model_dir: Optional[str
     if parameters is not None:
         architecture.append(("parameters", f"{parameters:,}"))
     if config is not None:
-        architecture += [("d_model / layers / heads / shifts K", f"{config.hidden_size} / {config.num_hidden_layers} / "
-                                                                 f"{config.num_heads} / {config.num_shifts}"),
-                         ("mixer mode / hopping / FFN", f"{config.mixer_mode} / {config.hopping_mode} / {config.ffn_type}"),
+        sizes = f"{config.hidden_size} / {config.num_hidden_layers} / {config.num_heads} / {config.num_shifts}"
+        modes = f"{config.mixer_mode} / {config.hopping_mode} / {config.ffn_type}"
+        architecture += [("d_model / layers / heads / shifts K", sizes), ("mixer mode / hopping / FFN", modes),
                          ("vocabulary", config.vocab_size)]
     training_data = training_data or (DEMO_TRAINING_DATA if is_demo else "see the result files")
     eval_results = [EvalResult(task_type="text-generation", dataset_type=row.get("dataset_type") or "text",

@@ -63,7 +63,7 @@ class ResNetBKDummyStateGenerator(DummyInputGenerator):
 class ResNetBKModelPatcher(ModelPatcher):
     """Replaces the model's forward by `ResNetBKOnnxDecoder` (tensors in and out) with the parallel scan."""
 
-    def __init__(self, config: "ResNetBKOnnxConfig", model, model_kwargs=None):
+    def __init__(self, config: ResNetBKOnnxConfig, model, model_kwargs=None):
         use_cache = model.config.use_cache
         super().__init__(config, model, model_kwargs)
         model.config.use_cache = use_cache   # ModelPatcher sets it from `use_past`; the wrapper passes it itself

@@ -50,7 +50,9 @@ AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_resnet_bk.ResNetBKForSequenceClassification",
 }
 
-ENTRY_POINT_SOURCE = '''"""ResNet-BK for `trust_remote_code=True` (written by resnet_bk_hf/remote_code.py; the model is in modeling.py).
+ENTRY_POINT_SOURCE = '''"""ResNet-BK for `trust_remote_code=True`; the model is in modeling.py.
+
+Written by resnet_bk_hf/remote_code.py.
 
 Every code file of the directory is imported here directly: transformers 4.57 copies only the direct
 relative imports of the `auto_map` module when it loads a local directory.

@@ -25,7 +25,8 @@ def test_adapter_trains_alone_merges_and_saves(tmp_path, method):
     model = peft.get_peft_model(base, METHODS[method]())
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(ADAPTER_MARK[method] in n for n in trainable)
-    adapted_layers = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer)}
+    adapted_layers = {n.split(".")[-1] for n, m in model.named_modules()
+                      if isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer)}
     assert adapted_layers == set(TARGET_MODULES)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
 
@@ -64,6 +65,7 @@ def test_adapter_saves_and_reloads_on_a_fresh_base(tmp_path):
                 p.normal_(0, 0.1)
     model.save_pretrained(tmp_path / "adapter")
     ids = torch.randint(2, 97, (2, 9))
-    fresh = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
+    fresh = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+                                           tmp_path / "adapter")
     with torch.no_grad():
         assert torch.equal(fresh.eval()(input_ids=ids).logits, model.eval()(input_ids=ids).logits)

@@ -59,5 +59,5 @@ def causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[Sta
 
 
 __all__ = ["BACKENDS", "State", "causal_green_naive", "causal_resolvent_scan", "causal_resolvent_scan_naive",
-           "causal_resolvent_scan_parallel", "causal_resolvent_scan_recurrent", "full_green_diagonal", "resolve_backend",
-           "triton_available", "tridiagonal_hamiltonian"]
+           "causal_resolvent_scan_parallel", "causal_resolvent_scan_recurrent", "full_green_diagonal",
+           "resolve_backend", "triton_available", "tridiagonal_hamiltonian"]

@@ -119,7 +119,7 @@ def _core_for_tracing():
 def causal_resolvent_scan_parallel(a, hop, u, c_re, c_im, z_re, z_im,
                                    state: Optional[State] = None) -> Tuple[torch.Tensor, State]:
     rtype, _ = scan_dtypes(a, hop, u, c_re, c_im, z_re, z_im)
-    B, N, H, P = u.shape
+    B, _, H, P = u.shape
     K = z_re.shape[-1]
     if state is None:
         g0 = torch.zeros(B, H, K, 2, dtype=rtype, device=u.device)
