@@ -23,7 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .configuration import ResNetBKConfig
 from .data import DEMO_VALID_FROM_YEAR
 
-DEMO_TRAINING_DATA = (f"the built-in demo corpus (`resnet_bk_hf/data/sotu_demo.jsonl`, CC0 1.0): State of the "
+DEMO_TRAINING_DATA = (f"The built-in demo corpus (`resnet_bk_hf/data/sotu_demo.jsonl`, CC0 1.0): State of the "
                       f"Union addresses before {DEMO_VALID_FROM_YEAR}")
 DEMO_EVAL_DATA = f"State of the Union addresses from {DEMO_VALID_FROM_YEAR} on (held out)"
 

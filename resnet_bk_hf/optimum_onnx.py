@@ -119,7 +119,11 @@ class ResNetBKOnnxConfig(OnnxConfig):
             generator = next(g for g in generators if g.supports_input(name))
             dummy[name] = generator.generate(name, framework=framework, int_dtype=self.int_dtype,
                                              float_dtype=self.float_dtype)
-        # Optimum's dummy mask is padded (it has zeros): the model then keeps its masking path in the trace.
+        # The mask must hold a zero, or the model skips its masking path and the trace freezes that branch.
+        # Optimum's dummy mask is padded already; make sure of it.
+        mask = dummy["attention_mask"]
+        if bool((mask != 0).all()):
+            mask[0, 0] = 0
         return dummy
 
     def flatten_output_collection_property(self, name: str, field) -> Dict[str, object]:
