@@ -128,3 +128,8 @@ def test_torch_hub_load_local(tmp_path):
     assert small.config.hidden_size == 128 and small.config.num_shifts == 2
     with pytest.raises(ValueError, match="config must be one of"):
         torch.hub.load(str(ROOT), "resnet_bk", source="local", config="huge")
+
+
+def test_saved_tokenizer_names_a_class_every_transformers_version_loads(tmp_path):
+    load_tokenizer().save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
