@@ -97,7 +97,8 @@ class ResNetBKOnnxDecoder(nn.Module):
 
 def example_inputs(config, with_state: bool, batch: int = 2, length: int = 5):
     """Inputs to trace with: the first row is left-padded so that the masking path is recorded."""
-    input_ids = torch.randint(0, config.vocab_size, (batch, length))
+    g = torch.Generator().manual_seed(0)   # a private generator: exporting leaves the global RNG alone
+    input_ids = torch.randint(0, config.vocab_size, (batch, length), generator=g)
     attention_mask = torch.ones(batch, length, dtype=torch.long)
     attention_mask[0, :2] = 0
     if not with_state:
@@ -106,7 +107,7 @@ def example_inputs(config, with_state: bool, batch: int = 2, length: int = 5):
     states = []
     for _ in range(config.num_hidden_layers):
         for part in ("g", "y"):
-            states.append(0.1 * torch.randn(batch, *shapes[part][1:]))
+            states.append(0.1 * torch.randn(batch, *shapes[part][1:], generator=g))
     return input_ids, attention_mask, torch.ones(batch, dtype=torch.long), states
 
 
@@ -187,8 +188,8 @@ class OnnxResNetBK:
     """ONNX Runtime inference on an exported directory, with numpy in and out.
 
     `logits(ids)` runs model.onnx; `step(ids, state)` runs model_with_state.onnx and returns the next
-    state; `greedy_generate` decodes one token per step from the state. For `generate()` with
-    sampling, beam search and pipelines, use `optimum_onnx.ORTResNetBKForCausalLM` (needs Optimum).
+    state; `greedy_generate` decodes one token per step from the state. For `generate()` (greedy
+    and beam search are tested), use `optimum_onnx.ORTResNetBKForCausalLM` (needs Optimum).
     """
 
     def __init__(self, onnx_dir, providers: Sequence[str] = ("CPUExecutionProvider",), session_options=None):

@@ -180,3 +180,9 @@ def test_optimum_with_state_model_steps_and_generates(optimum_exported):
         ref_tokens = model.generate(prompt, max_new_tokens=15, do_sample=False, eos_token_id=None, pad_token_id=0)
     tokens = ort_model.generate(prompt, max_new_tokens=15, do_sample=False, eos_token_id=None, pad_token_id=0)
     assert torch.equal(tokens, ref_tokens)
+    with torch.no_grad():   # beam search reorders the state (ResNetBKOnnxState.reorder_cache)
+        ref_beams = model.generate(prompt, max_new_tokens=8, num_beams=3, do_sample=False, eos_token_id=None,
+                                   pad_token_id=0)
+    beams = ort_model.generate(prompt, max_new_tokens=8, num_beams=3, do_sample=False, eos_token_id=None,
+                               pad_token_id=0)
+    assert torch.equal(beams, ref_beams)

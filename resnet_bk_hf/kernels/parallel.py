@@ -1,9 +1,9 @@
 """The BK scan in log-depth (parallel prefix) form, in real arithmetic only (DESIGN.md 2.3).
 
 This is the form the ONNX export uses: ONNX has no complex dtype, so complex
-numbers are (re, im) pairs of real tensors, and ONNX Runtime runs a Loop of
-ceil(log2 N) wide steps much faster than a Loop of N narrow ones (measured in
-docs/ecosystem.md). Both recurrences are first-order maps composed by doubling
+numbers are (re, im) pairs of real tensors, and an ONNX Loop of ceil(log2 N)
+wide steps is about as fast in ONNX Runtime as a Loop of N narrow ones up to a
+few hundred tokens and faster beyond (measured: docs/ecosystem.md). Both recurrences are first-order maps composed by doubling
 (Hillis-Steele): after the step with offset k, position t holds the composition
 of the maps at positions t-2k+1 .. t.
 
