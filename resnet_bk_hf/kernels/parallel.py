@@ -3,9 +3,10 @@
 This is the form the ONNX export uses: ONNX has no complex dtype, so complex
 numbers are (re, im) pairs of real tensors, and an ONNX Loop of ceil(log2 N)
 wide steps is about as fast in ONNX Runtime as a Loop of N narrow ones up to a
-few hundred tokens and faster beyond (measured: docs/ecosystem.md). Both recurrences are first-order maps composed by doubling
-(Hillis-Steele): after the step with offset k, position t holds the composition
-of the maps at positions t-2k+1 .. t.
+few hundred tokens and faster beyond (measured: docs/ecosystem.md). Both
+recurrences are first-order maps composed by doubling (Hillis-Steele): after
+the step with offset k, position t holds the composition of the maps at
+positions t-2k+1 .. t.
 
     g: the Mobius map g -> 1 / (a_t - z - b_t^2 g) is the 2x2 matrix
        M_t = [[0, 1], [-b_t^2, a_t - z]] acting on (p, q) with g = p / q.
