@@ -85,7 +85,8 @@ def main():
         t_ort = median_ms(lambda: runner.step(nxt.numpy(), state), 10 * args.repeats)
         worst = max(worst, float(np.abs(got - ref).max()))
         print(f"\ndecode one token after a 32-token prompt, median (min): PyTorch {t_torch[0]:.2f} "
-              f"({t_torch[1]:.2f}) ms, ORT {t_ort[0]:.2f} ({t_ort[1]:.2f}) ms; largest logit difference overall {worst:.1e}")
+              f"({t_torch[1]:.2f}) ms, ORT {t_ort[0]:.2f} ({t_ort[1]:.2f}) ms; "
+              f"largest logit difference overall {worst:.1e}")
 
 
 if __name__ == "__main__":
