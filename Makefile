@@ -26,13 +26,15 @@ test: $(STAMP)
 	$(PY) -m pytest tests -q
 
 # The same suite against the oldest supported transformers (4.57, the line optimum-onnx pins).
-# The Triton interpreter tests run in `make test` only.
+# The Triton interpreter tests run in `make test` only; the Optimum ONNX tests run here only
+# (optimum-onnx 0.1.0 pins transformers < 4.58).
 VENV457 ?= .venv-transformers-4.57
 $(VENV457)/.installed: setup.cfg pyproject.toml
 	test -x $(VENV457)/bin/python || $(PYTHON) -m venv $(VENV457)
 	$(VENV457)/bin/python -m pip install -q --upgrade pip
 	$(VENV457)/bin/python -c "import torch" 2>/dev/null || $(VENV457)/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(VENV457)/bin/python -m pip install -q -e . "transformers==4.57.6" "pytest>=8"
+	$(VENV457)/bin/python -m pip install -q -e ".[onnx,peft]" "transformers==4.57.6" "pytest>=8" \
+		"optimum-onnx[onnxruntime]==0.1.0"
 	touch $@
 
 test-transformers-4.57: $(VENV457)/.installed

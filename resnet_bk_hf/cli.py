@@ -46,6 +46,30 @@ def _lm_eval(args):
                 dtype=args.dtype)
 
 
+def _export_onnx(args):
+    exporter = args.exporter
+    if exporter == "auto":
+        try:
+            import optimum.exporters.onnx  # noqa: F401  (optimum-onnx; it needs transformers < 4.58)
+            exporter = "optimum"
+        except ImportError:
+            exporter = "torch"
+    if exporter == "optimum":
+        from .optimum_onnx import export_with_optimum
+        out = export_with_optimum(args.model_dir, args.out_dir, opset=args.opset)
+    else:
+        from .onnx_export import DEFAULT_OPSET, export_onnx
+        out = export_onnx(args.model_dir, args.out_dir, opset=args.opset or DEFAULT_OPSET)
+    print(f"wrote {out}/model.onnx and {out}/model_with_state.onnx ({exporter} exporter)")
+
+
+def _model_card(args):
+    from .model_card import write_model_card
+    out = write_model_card(args.results, args.out, model_dir=args.model_dir, repo_id=args.repo_id,
+                           model_name=args.model_name)
+    print(f"wrote {out}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="resnet-bk", description="ResNet-BK language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +109,20 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, help="documents per task (for quick checks)")
     p.add_argument("--dtype", default="float32")
     p.set_defaults(func=_lm_eval)
+    p = sub.add_parser("export-onnx", help="export a saved model to ONNX (full-sequence and with-state graphs)")
+    p.add_argument("model_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--exporter", choices=["auto", "optimum", "torch"], default="auto",
+                   help="auto: Optimum when importable (transformers < 4.58), else torch.onnx")
+    p.add_argument("--opset", type=int, default=None)
+    p.set_defaults(func=_export_onnx)
+    p = sub.add_parser("model-card", help="write a Hub model card (README.md) from result JSON files")
+    p.add_argument("results", nargs="+", help="result JSON files, e.g. results/demo.json")
+    p.add_argument("--out", required=True, help="e.g. outputs/demo-model/README.md")
+    p.add_argument("--model-dir", default=None, help="saved model directory (its config.json is read)")
+    p.add_argument("--repo-id", default=None)
+    p.add_argument("--model-name", default=None)
+    p.set_defaults(func=_model_card)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

@@ -9,7 +9,7 @@ from transformers import PretrainedConfig
 MIXER_MODES = ("resolvent", "diag")
 FFN_TYPES = ("mlp", "swiglu")
 HOPPING_MODES = ("constant", "learned", "input")
-SCAN_BACKENDS = ("auto", "naive", "recurrent", "triton")
+SCAN_BACKENDS = ("auto", "naive", "recurrent", "triton", "parallel")
 
 
 def _need(name, ok: bool, allowed: str, value):
@@ -68,7 +68,8 @@ class ResNetBKConfig(PretrainedConfig):
         potential_clamp: soft bound on the potential, v = c * tanh(v_raw / c) (seeds' v clamp); None disables.
         feature_clamp: bound on the diag-mode features (seeds' feature clamp); None disables.
         rms_norm_eps, initializer_range, tie_word_embeddings: as usual in transformers.
-        scan_backend: "auto" (Triton on CUDA, else the recurrent CPU path), "naive", "recurrent", "triton".
+        scan_backend: "auto" (Triton on CUDA, else the recurrent CPU path), "naive", "recurrent", "triton",
+            "parallel" (log-depth, real arithmetic: the form the ONNX export uses).
     """
 
     model_type = "resnet_bk"

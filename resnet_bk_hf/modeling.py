@@ -263,6 +263,22 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the recurrent state lives in ResNetBKCache, passed as `cache_params`
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As transformers', plus this model's code and `auto_map` (remote_code.py): the directory
+        then loads with `trust_remote_code=True` where this package is not installed."""
+        from .remote_code import set_auto_map, write_remote_code
+        if kwargs.get("is_main_process", True):
+            set_auto_map(self.config)
+            write_remote_code(save_directory)   # before saving: push_to_hub uploads what is there
+        # A class loaded from a directory's code has _auto_class set; transformers' own copy of the code
+        # would then point auto_map at modeling.py, which transformers 4.57 cannot load (remote_code.py).
+        cls = type(self)
+        auto_class, cls._auto_class = cls._auto_class, None
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            cls._auto_class = auto_class
+
 
 @dataclass
 class ResNetBKOutput(ModelOutput):

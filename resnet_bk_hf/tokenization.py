@@ -11,12 +11,21 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator, List
 
-from transformers import PreTrainedTokenizerFast
+import transformers
 
 TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "<|endoftext|>"
 SPECIAL_TOKENS = [PAD_TOKEN, EOS_TOKEN]  # ids 0 and 1, matching ResNetBKConfig's defaults
+
+
+class PreTrainedTokenizerFast(transformers.PreTrainedTokenizerFast):
+    """transformers' fast tokenizer, under a class name that every transformers version can load.
+
+    `save_pretrained` records the class name in tokenizer_config.json; transformers 5 names its fast
+    tokenizer `TokenizersBackend`, which transformers 4.x cannot load, so a directory saved with 5.x
+    would not load its tokenizer on 4.57. `PreTrainedTokenizerFast` loads on both.
+    """
 
 
 def load_tokenizer(path: str | Path = TOKENIZER_DIR) -> PreTrainedTokenizerFast:

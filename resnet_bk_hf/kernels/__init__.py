@@ -7,8 +7,9 @@ Backends:
     naive      autograd through a Python loop: the readable definition (slow)
     recurrent  loop without a graph + hand-written exact backward (CPU default)
     triton     fused Triton kernels (CUDA default when Triton is importable)
+    parallel   log-depth doubling in real arithmetic (the ONNX export's form, `parallel.py`)
 `backend=None` reads the environment variable RESNET_BK_SCAN_BACKEND
-(auto | naive | recurrent | triton), default auto.
+(auto | naive | recurrent | triton | parallel), default auto.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from typing import Optional
 
 from .naive import (State, causal_green_naive, causal_resolvent_scan_naive, full_green_diagonal,
                     tridiagonal_hamiltonian)
+from .parallel import causal_resolvent_scan_parallel
 from .recurrent import causal_resolvent_scan_recurrent
 
-BACKENDS = ("auto", "naive", "recurrent", "triton")
+BACKENDS = ("auto", "naive", "recurrent", "triton", "parallel")
 
 
 def triton_available() -> bool:
@@ -48,6 +50,8 @@ def causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[Sta
     name = resolve_backend(backend, u.device.type)
     if name == "naive":
         return causal_resolvent_scan_naive(a, hop, u, c_re, c_im, z_re, z_im, state)
+    if name == "parallel":
+        return causal_resolvent_scan_parallel(a, hop, u, c_re, c_im, z_re, z_im, state)
     if name == "triton":
         from .triton_scan import causal_resolvent_scan_triton
         return causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state)
@@ -55,5 +59,5 @@ def causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[Sta
 
 
 __all__ = ["BACKENDS", "State", "causal_green_naive", "causal_resolvent_scan", "causal_resolvent_scan_naive",
-           "causal_resolvent_scan_recurrent", "full_green_diagonal", "resolve_backend", "triton_available",
-           "tridiagonal_hamiltonian"]
+           "causal_resolvent_scan_parallel", "causal_resolvent_scan_recurrent", "full_green_diagonal",
+           "resolve_backend", "triton_available", "tridiagonal_hamiltonian"]
