@@ -246,6 +246,13 @@ class ResilientTrainer(Trainer):
             self.add_callback(guard)
         self._step_loss = None
 
+    def get_train_dataloader(self):
+        # transformers 4.x resumes with the batch size stored in the checkpoint; after an out-of-memory
+        # recovery the configured (halved) per-device batch must win.
+        if not self.args.auto_find_batch_size:
+            self._train_batch_size = self.args.train_batch_size
+        return super().get_train_dataloader()
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._step_loss = loss.detach() if self._step_loss is None else self._step_loss + loss.detach()
