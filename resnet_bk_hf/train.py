@@ -43,7 +43,7 @@ import yaml
 from .checkpoints import latest_valid_checkpoint, list_checkpoints, verify_checkpoint
 from .configuration import ResNetBKConfig
 from .training import (ChecksumManifestCallback, EventLog, JsonlLogCallback, ResilientTrainer, SignalCheckpointCallback,
-                       TrainingGuardCallback)
+                       StepTimerCallback, TrainingGuardCallback)
 
 SECTIONS = ("model", "data", "training", "fault_tolerance")
 
@@ -166,8 +166,9 @@ def _section_dataclass(where: str, values, cls):
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {names}")
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in values]
     if missing:
         raise ConfigError(f"{where}: missing required key(s) {missing}")
     return cls(**{k: _coerce(f"{where}.{k}", v, hints[k]) for k, v in values.items()})
@@ -426,6 +427,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
     saved_scale = guard.restore(checkpoint)
     guard.plan_lr(saved_scale, saved_scale)
     signals = SignalCheckpointCallback() if ft.handle_signals else None
+    timer = StepTimerCallback()
     rollbacks = 0
     while True:
         set_seed(args.seed)
@@ -433,7 +435,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
         trainer = ResilientTrainer(
             model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             data_collator=default_data_collator, guard=guard,
-            callbacks=[ChecksumManifestCallback(), JsonlLogCallback(), *([signals] if signals else []),
+            callbacks=[ChecksumManifestCallback(), JsonlLogCallback(), timer, *([signals] if signals else []),
                        *callbacks])
         out_of_memory = None
         try:
@@ -492,12 +494,12 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
                                accumulation)
         break
 
-    metrics = _finish(trainer, tokenizer, cfg, output_dir, events)
+    metrics = _finish(trainer, tokenizer, cfg, output_dir, events, timer)
     return TrainResult(0, output_dir, trainer.state.global_step, events.events, per_device_batch, accumulation,
                        metrics)
 
 
-def _finish(trainer, tokenizer, cfg: TrainConfig, output_dir: Path, events: EventLog) -> dict:
+def _finish(trainer, tokenizer, cfg: TrainConfig, output_dir: Path, events: EventLog, timer: StepTimerCallback) -> dict:
     """Save the final model + tokenizer to output_dir and a summary (train_summary.json)."""
     from accelerate.utils import gather_object
     trainer.save_model(str(output_dir))
@@ -508,12 +510,18 @@ def _finish(trainer, tokenizer, cfg: TrainConfig, output_dir: Path, events: Even
     last = train_metrics[-1] if train_metrics else {}
     n_params = sum(p.numel() for p in trainer.model.parameters())
     ds_params = sum(getattr(p, "ds_numel", 0) for p in trainer.model.parameters())
+    args = trainer.args
+    tokens_per_step = args.world_size * args.per_device_train_batch_size * args.gradient_accumulation_steps \
+        * cfg.data.block_size
+    step_seconds = timer.steady_step_seconds()
     summary = {
         "config": str(cfg.path), "output_dir": str(output_dir), "global_step": trainer.state.global_step,
         "parameters": ds_params or n_params, "world_size": trainer.args.world_size,
         "per_device_train_batch_size": trainer.args.per_device_train_batch_size,
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
-        "block_size": cfg.data.block_size, "train_metrics": last,
+        "block_size": cfg.data.block_size, "tokens_per_step": tokens_per_step, "train_metrics": last,
+        "median_step_seconds": step_seconds, "steps_timed": len(timer.step_seconds),
+        "tokens_per_second": tokens_per_step / step_seconds if step_seconds else None,
         "peak_memory_bytes_per_device": peaks, "events": len(events.events),
         "final_train_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
     }

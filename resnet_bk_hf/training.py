@@ -7,6 +7,7 @@ import math
 import signal
 import statistics
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -339,3 +340,27 @@ class JsonlLogCallback(TrainerCallback):
         if state.is_world_process_zero and logs:
             with open(Path(args.output_dir) / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class StepTimerCallback(TrainerCallback):
+    """Wall time between consecutive optimizer steps (the first steps include compilation and warm-up)."""
+
+    def __init__(self):
+        self.step_seconds: List[float] = []
+        self._last: Optional[float] = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self._last is not None:
+            self.step_seconds.append(now - self._last)
+        self._last = now
+
+    def steady_step_seconds(self, skip: int = 2) -> Optional[float]:
+        """Median step time, leaving out the first `skip` intervals (warm-up)."""
+        times = self.step_seconds[skip:] or self.step_seconds
+        return statistics.median(times) if times else None
