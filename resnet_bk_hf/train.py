@@ -32,6 +32,7 @@ import json
 import math
 import signal
 import time
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,7 @@ def _type_name(tp) -> str:
 def _allowed_types(hint) -> Optional[tuple]:
     """Plain Python types a YAML value may have for a type hint, or None when the hint is not checkable."""
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+    if origin in (typing.Union, types.UnionType):
         parts = [_allowed_types(a) for a in typing.get_args(hint)]
         return None if any(p is None for p in parts) else tuple(t for p in parts for t in p)
     if origin in (list, dict, tuple):

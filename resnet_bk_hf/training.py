@@ -25,6 +25,14 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def first_non_finite(named_values):
+    """The first (name, value) whose value is NaN or infinite (None values are skipped), else None."""
+    for name, value in named_values:
+        if value is not None and not math.isfinite(float(value)):
+            return name, value
+    return None
+
+
 class NonFiniteLossCallback(TrainerCallback):
     """Stop training at the first logged NaN/inf loss or gradient norm, with a clear error.
 
@@ -38,12 +46,11 @@ class NonFiniteLossCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        for key in ("loss", "grad_norm"):
-            value = logs.get(key)
-            if value is not None and not math.isfinite(float(value)):
-                self.bad_log = (state.global_step, key, value)
-                control.should_training_stop = True
-                control.should_save = False
+        bad = first_non_finite((key, logs.get(key)) for key in ("loss", "grad_norm"))
+        if bad is not None:
+            self.bad_log = (state.global_step, *bad)
+            control.should_training_stop = True
+            control.should_save = False
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bad_log is not None:
@@ -182,9 +189,9 @@ class TrainingGuardCallback(TrainerCallback, ExportableState):
     # -- detection --
     def check_step(self, step: int, loss: Optional[float], grad_norm: Optional[float]) -> Optional[Anomaly]:
         """Judge one optimizer step; accepted steps join the running statistics."""
-        for name, value in (("loss", loss), ("gradient norm", grad_norm)):
-            if value is not None and not math.isfinite(value):
-                return self._flag(step, "non_finite", f"{name} is {value} at step {step}")
+        bad = first_non_finite((("loss", loss), ("gradient norm", grad_norm)))
+        if bad is not None:
+            return self._flag(step, "non_finite", f"{bad[0]} is {bad[1]} at step {step}")
         if grad_norm is not None and len(self.grad_norms) >= self.min_history:
             median = statistics.median(self.grad_norms)
             if median > 0 and grad_norm > self.grad_spike_factor * median:
