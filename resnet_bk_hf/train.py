@@ -41,7 +41,7 @@ from typing import Any, List, Optional
 import torch
 import yaml
 
-from .checkpoints import latest_valid_checkpoint, list_checkpoints, verify_checkpoint
+from .checkpoints import MANIFEST_NAME, latest_valid_checkpoint, list_checkpoints, verify_checkpoint
 from .configuration import ResNetBKConfig
 from .training import (ChecksumManifestCallback, EventLog, JsonlLogCallback, ResilientTrainer, SignalCheckpointCallback,
                        StepTimerCallback, TrainingGuardCallback)
@@ -409,9 +409,14 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
     if resume:
         if isinstance(resume, str):
             checkpoint = Path(resume)
-            ok, reason = verify_checkpoint(checkpoint)
-            if not ok:
-                raise ConfigError(f"--resume {resume}: the checkpoint does not verify: {reason}")
+            if not (checkpoint / "trainer_state.json").is_file():
+                raise ConfigError(f"--resume {resume}: not a Trainer checkpoint (no trainer_state.json)")
+            if (checkpoint / MANIFEST_NAME).is_file():
+                ok, reason = verify_checkpoint(checkpoint)
+                if not ok:
+                    raise ConfigError(f"--resume {resume}: the checkpoint does not verify: {reason}")
+            else:   # e.g. saved by a plain Trainer run: usable, but nothing to check it against
+                events.record("resume", f"{checkpoint} has no {MANIFEST_NAME}: resuming without verifying it")
         else:
             checkpoint = find_resume_checkpoint(output_dir, events)
             if checkpoint is None:

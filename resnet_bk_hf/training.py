@@ -273,11 +273,11 @@ class ResilientTrainer(Trainer):
             norm = None if grad_norm is None else float(grad_norm)
             anomaly = self.guard.check_step(self.state.global_step, loss, norm)
             if anomaly is None and self.control.should_save and not self._parameters_finite_everywhere():
-                anomaly = self.guard.flag_parameters(self.state.global_step)
-            if anomaly is not None:
-                self.control.should_save = False
-                self.control.should_evaluate = False
-                self.control.should_training_stop = True
+                self.guard.flag_parameters(self.state.global_step)
+        if self.guard.anomaly is not None:   # also at the epoch-end call that follows the stop
+            self.control.should_save = False
+            self.control.should_evaluate = False
+            self.control.should_training_stop = True
         return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
 
     def _parameters_finite_everywhere(self) -> bool:

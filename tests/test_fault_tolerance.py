@@ -267,7 +267,7 @@ def wait_for(predicate, proc, timeout=120):
 
 
 def test_sigkill_then_resume_gives_the_per_step_losses_of_an_uninterrupted_run(tmp_path):
-    steps = 40
+    steps = 30
     killed_cfg = config_file(tmp_path, name="killed", max_steps=steps, save_steps=5, lr_scheduler_type="cosine",
                              warmup_steps=4)
     proc = launch(killed_cfg)
@@ -311,3 +311,6 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(ckpt)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert latest_valid_checkpoint(out) == ckpt
+    # and training goes on from it (named explicitly this time)
+    result = run_training(load_config(cfg, [f"training.max_steps={event['step'] + 2}"]), resume=str(ckpt))
+    assert result.exit_code == 0 and result.global_step == event["step"] + 2
