@@ -70,6 +70,15 @@ def _model_card(args):
     print(f"wrote {out}")
 
 
+def _train(args):
+    from .train import ConfigError, main_train
+    try:
+        return main_train(args.config, resume=args.resume, overrides=args.set)
+    except ConfigError as e:
+        print(f"resnet-bk train: error: {e}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="resnet-bk", description="ResNet-BK language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,9 +132,15 @@ def main(argv=None):
     p.add_argument("--repo-id", default=None)
     p.add_argument("--model-name", default=None)
     p.set_defaults(func=_model_card)
+    p = sub.add_parser("train", help="train with transformers.Trainer from a YAML config (examples/*.yaml)")
+    p.add_argument("config", help="YAML file with model:, data:, training: (TrainingArguments), fault_tolerance:")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                   help="continue from CHECKPOINT, or (no value) from the newest intact one in output_dir")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (parsed as YAML), e.g. --set training.max_steps=20")
+    p.set_defaults(func=_train)
     args = parser.parse_args(argv)
-    args.func(args)
-    return 0
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

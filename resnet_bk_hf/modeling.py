@@ -163,7 +163,7 @@ class ResNetBKMixer(nn.Module):
             return (cfg.hop_max * torch.sigmoid(_scan_precision(self.hopping_logit))).expand(shape)
         return cfg.hop_max * torch.sigmoid(_scan_precision(raw))
 
-    def forward(self, x, attention_mask=None, prev_mask=None, state=None):
+    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None):
         cfg = self.config
         B, N, D = x.shape
         H, K, P = self.num_heads, self.num_shifts, self.head_dim
@@ -178,6 +178,9 @@ class ResNetBKMixer(nn.Module):
             m = attention_mask.to(hop.dtype)
             first = prev_mask.to(hop.dtype)[:, None] if prev_mask is not None else torch.ones_like(m[:, :1])
             hop = hop * torch.cat([first, m[:, :-1]], dim=1)[..., None]
+        if doc_start is not None:
+            # A packed document starts here: no hopping to the previous one, so both recursions restart.
+            hop = hop * (~doc_start).to(device=hop.device, dtype=hop.dtype)[..., None]
         z_re, z_im = self.shifts()
         if cfg.mixer_mode == "resolvent":
             u = parts["values"].view(B, N, H, P)
@@ -227,8 +230,8 @@ class ResNetBKBlock(nn.Module):
         self.ffn_norm = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.ffn = ResNetBKFeedForward(config)
 
-    def forward(self, x, attention_mask=None, prev_mask=None, state=None):
-        mixed, new_state = self.mixer(self.mixer_norm(x), attention_mask, prev_mask, state)
+    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None):
+        mixed, new_state = self.mixer(self.mixer_norm(x), attention_mask, prev_mask, state, doc_start)
         x = x + mixed
         x = x + self.ffn(self.ffn_norm(x))
         return x, new_state
@@ -324,6 +327,26 @@ def _check_inputs(config, input_ids, inputs_embeds, attention_mask):
             raise ValueError("attention_mask must contain only 0 and 1")
 
 
+def _document_starts(position_ids, batch_and_length, has_state: bool):
+    """Where a packed document starts (position_ids == 0, as DataCollatorWithFlattening makes them), or None.
+
+    Position 0 of a call without carried state has no predecessor anyway, so plain 0..N-1 positions cost
+    nothing; with a cache, a 0 at the first position starts a new document (the carried state is dropped).
+    """
+    if position_ids is None:
+        return None
+    batch, length = batch_and_length
+    if position_ids.dim() != 2 or position_ids.shape[1] != length or position_ids.shape[0] not in (1, batch):
+        raise ValueError(f"position_ids shape {tuple(position_ids.shape)} does not match the input's "
+                         f"(batch, seq_len) = {(batch, length)}")
+    starts = position_ids == 0
+    if not has_state:
+        starts[:, 0] = False
+    if not bool(starts.any()):
+        return None
+    return starts.expand(batch, length)
+
+
 class ResNetBKModel(ResNetBKPreTrainedModel):
     def __init__(self, config: ResNetBKConfig):
         super().__init__(config)
@@ -340,7 +363,7 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
         self.embed_tokens = value
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params=None,
-                use_cache=None, output_hidden_states=None, return_dict=None, **kwargs):
+                use_cache=None, output_hidden_states=None, return_dict=None, position_ids=None, **kwargs):
         _check_inputs(self.config, input_ids, inputs_embeds, attention_mask)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -354,6 +377,8 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
         if cache_params is not None and cache_params.batch_size != x.shape[0]:
             raise ValueError(f"cache_params holds batch {cache_params.batch_size}, input has batch {x.shape[0]}")
         prev_mask = cache_params.last_mask if cache_params is not None else None
+        doc_start = _document_starts(position_ids, x.shape[:2], has_state=cache_params is not None
+                                     and cache_params.seqlen_offset > 0)
         all_hidden = []
         for i, block in enumerate(self.layers):
             if output_hidden_states:
@@ -361,9 +386,9 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             state = cache_params.states[i] if cache_params is not None else None
             if self.gradient_checkpointing and self.training:
                 x, new_state = torch.utils.checkpoint.checkpoint(block, x, attention_mask, prev_mask, state,
-                                                                 use_reentrant=False)
+                                                                 doc_start, use_reentrant=False)
             else:
-                x, new_state = block(x, attention_mask, prev_mask, state)
+                x, new_state = block(x, attention_mask, prev_mask, state, doc_start)
             if cache_params is not None:
                 cache_params.states[i] = tuple(s.detach() for s in new_state) if not torch.is_grad_enabled() \
                     else new_state
@@ -420,11 +445,13 @@ class ResNetBKForCausalLM(ResNetBKPreTrainedModel, GenerationMixin):
         return model_inputs
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params=None, labels=None,
-                use_cache=None, output_hidden_states=None, return_dict=None, logits_to_keep: int = 0, **kwargs):
+                use_cache=None, output_hidden_states=None, return_dict=None, logits_to_keep: int = 0,
+                position_ids=None, **kwargs):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                              cache_params=cache_params, use_cache=use_cache,
-                             output_hidden_states=output_hidden_states, return_dict=True)
+                             output_hidden_states=output_hidden_states, return_dict=True,
+                             position_ids=position_ids)
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]

@@ -1,15 +1,36 @@
-"""Training through `transformers.Trainer`, plus the guard that stops on a non-finite loss."""
+"""Training through `transformers.Trainer`: guards against NaN, loss spikes and divergence, signal handling,
+checksummed checkpoints, a JSONL log of events. `resnet-bk train` (train.py) puts them together."""
 from __future__ import annotations
 
+import json
 import math
+import signal
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
-from transformers import TrainerCallback
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
+from transformers.utils import logging
+
+logger = logging.get_logger("resnet_bk_hf.training")
 
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+def first_non_finite(named_values):
+    """The first (name, value) whose value is NaN or infinite (None values are skipped), else None."""
+    for name, value in named_values:
+        if value is not None and not math.isfinite(float(value)):
+            return name, value
+    return None
 
 
 class NonFiniteLossCallback(TrainerCallback):
@@ -25,12 +46,11 @@ class NonFiniteLossCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        for key in ("loss", "grad_norm"):
-            value = logs.get(key)
-            if value is not None and not math.isfinite(float(value)):
-                self.bad_log = (state.global_step, key, value)
-                control.should_training_stop = True
-                control.should_save = False
+        bad = first_non_finite((key, logs.get(key)) for key in ("loss", "grad_norm"))
+        if bad is not None:
+            self.bad_log = (state.global_step, *bad)
+            control.should_training_stop = True
+            control.should_save = False
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bad_log is not None:
@@ -70,3 +90,284 @@ def plot_loss_curve(log_history: List[dict], path: str | Path, title: str) -> Pa
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fault handling for `resnet-bk train` (resnet_bk_hf/train.py runs the attempts; these are its parts).
+# ---------------------------------------------------------------------------------------------------------
+
+class EventLog:
+    """Recoveries and their causes: one JSON object per line in OUTPUT_DIR/events.jsonl, and a log warning."""
+
+    def __init__(self, output_dir: str | Path, is_main_process: bool = True):
+        self.path = Path(output_dir) / "events.jsonl"
+        self.is_main_process = is_main_process
+        self.events: List[dict] = []
+
+    def record(self, event: str, cause: str, **details) -> dict:
+        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event, "cause": cause,
+                 **details}
+        self.events.append(entry)
+        logger.warning(f"[{event}] {cause}" + (f" {details}" if details else ""))
+        if self.is_main_process:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, default=str) + "\n")
+        return entry
+
+
+@dataclass
+class Anomaly:
+    step: int
+    kind: str        # "non_finite" | "grad_spike" | "loss_divergence"
+    cause: str
+
+
+class TrainingGuardCallback(TrainerCallback, ExportableState):
+    """Watches every optimizer step (loss, pre-clip gradient norm) and flags what must be rolled back.
+
+    - non-finite loss or gradient norm, or non-finite parameters about to be saved in a checkpoint;
+    - a gradient-norm spike: more than `grad_spike_factor` x the median of the last `window` accepted steps;
+    - loss divergence: the mean loss of the last `divergence_window` steps above `divergence_factor` x the
+      lowest such mean seen so far.
+    On an anomaly it stops training without saving (so no checkpoint holds the bad state); the caller
+    (`ResilientTrainer` feeds the values, `train.run_training` decides) rolls back to the last good
+    checkpoint and lowers the LR by `lr_decay`. `lr_scale` (the product of those decays) and the
+    statistics travel inside every checkpoint (trainer_state.json, as an ExportableState), so a resumed
+    run goes on with them. The detection is cheap: a few floats per step.
+    """
+
+    def __init__(self, grad_spike_factor: float = 10.0, window: int = 50, min_history: int = 10,
+                 divergence_factor: float = 2.0, divergence_window: int = 20, lr_decay: float = 0.5):
+        self.grad_spike_factor = grad_spike_factor
+        self.window = window
+        self.min_history = min_history
+        self.divergence_factor = divergence_factor
+        self.divergence_window = divergence_window
+        self.lr_decay = lr_decay
+        self.grad_norms: List[float] = []
+        self.losses: List[float] = []
+        self.best_mean_loss: Optional[float] = None
+        self.lr_scale = 1.0
+        self.pending_lr_factor = 1.0   # applied once to the optimizer/scheduler at the next train() start
+        self.anomaly: Optional[Anomaly] = None
+
+    # -- state that travels in checkpoints --
+    def state(self) -> dict:
+        return {"args": {"grad_spike_factor": self.grad_spike_factor, "window": self.window,
+                         "min_history": self.min_history, "divergence_factor": self.divergence_factor,
+                         "divergence_window": self.divergence_window, "lr_decay": self.lr_decay},
+                "attributes": {"grad_norms": list(self.grad_norms), "losses": list(self.losses),
+                               "best_mean_loss": self.best_mean_loss, "lr_scale": self.lr_scale}}
+
+    def restore(self, checkpoint: Optional[str | Path]) -> float:
+        """Load the statistics saved in `checkpoint` (or start empty); returns the lr_scale it was saved with."""
+        attributes = {"grad_norms": [], "losses": [], "best_mean_loss": None, "lr_scale": 1.0}
+        if checkpoint is not None:
+            path = Path(checkpoint) / "trainer_state.json"
+            saved = json.loads(path.read_text()).get("stateful_callbacks", {}).get(type(self).__name__)
+            if isinstance(saved, list):
+                saved = saved[-1] if saved else None
+            if saved:
+                attributes.update(saved.get("attributes", {}))
+        for key, value in attributes.items():
+            setattr(self, key, value)
+        self.anomaly = None
+        return float(self.lr_scale)
+
+    def plan_lr(self, target_scale: float, checkpoint_scale: float) -> None:
+        """Make the next run's LR `target_scale` x the configured schedule (the checkpoint holds checkpoint_scale)."""
+        self.pending_lr_factor = target_scale / checkpoint_scale
+        self.lr_scale = target_scale
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        # Runs after Trainer has loaded the optimizer and scheduler states of a resumed checkpoint.
+        factor, self.pending_lr_factor = self.pending_lr_factor, 1.0
+        if factor != 1.0:
+            scale_learning_rate(optimizer, lr_scheduler, factor)
+
+    # -- detection --
+    def check_step(self, step: int, loss: Optional[float], grad_norm: Optional[float]) -> Optional[Anomaly]:
+        """Judge one optimizer step; accepted steps join the running statistics."""
+        bad = first_non_finite((("loss", loss), ("gradient norm", grad_norm)))
+        if bad is not None:
+            return self._flag(step, "non_finite", f"{bad[0]} is {bad[1]} at step {step}")
+        if grad_norm is not None and len(self.grad_norms) >= self.min_history:
+            median = statistics.median(self.grad_norms)
+            if median > 0 and grad_norm > self.grad_spike_factor * median:
+                return self._flag(step, "grad_spike", f"gradient norm {grad_norm:.4g} at step {step} is "
+                                  f"{grad_norm / median:.1f}x the running median {median:.4g} "
+                                  f"(limit {self.grad_spike_factor}x)")
+        if loss is not None:
+            recent = (self.losses + [loss])[-self.divergence_window:]
+            if len(recent) == self.divergence_window:
+                mean = sum(recent) / len(recent)
+                if self.best_mean_loss is not None and mean > self.divergence_factor * self.best_mean_loss:
+                    return self._flag(step, "loss_divergence", f"mean loss of the last {len(recent)} steps "
+                                      f"{mean:.4g} at step {step} is above {self.divergence_factor}x the best "
+                                      f"such mean {self.best_mean_loss:.4g}")
+                self.best_mean_loss = mean if self.best_mean_loss is None else min(self.best_mean_loss, mean)
+            self.losses = recent[-max(self.divergence_window, 1):]
+        if grad_norm is not None:
+            self.grad_norms = (self.grad_norms + [grad_norm])[-self.window:]
+        return None
+
+    def flag_parameters(self, step: int) -> Anomaly:
+        return self._flag(step, "non_finite", f"non-finite parameters at step {step}, found before saving a checkpoint")
+
+    def _flag(self, step: int, kind: str, cause: str) -> Anomaly:
+        self.anomaly = Anomaly(step, kind, cause)
+        return self.anomaly
+
+
+def scale_learning_rate(optimizer, lr_scheduler, factor: float) -> None:
+    """Multiply the current LR and the schedule's base LRs by `factor` (Trainer's LambdaLR schedules)."""
+    if optimizer is not None:
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)   # accelerate wraps it
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+        if hasattr(scheduler, "_last_lr"):
+            scheduler._last_lr = [lr * factor for lr in scheduler._last_lr]
+
+
+def parameters_are_finite(model) -> bool:
+    # Under ZeRO-3 the local parameters are empty placeholders (the shards live in DeepSpeed): skipped.
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.numel() > 0)
+
+
+class ResilientTrainer(Trainer):
+    """`Trainer` that shows every optimizer step's loss and gradient norm to a `TrainingGuardCallback`.
+
+    Trainer hands callbacks neither the per-step loss nor the gradient norm, so this subclass collects the
+    loss in `training_step` and reads the gradient norm where Trainer passes it on to logging. On an
+    anomaly the step is neither saved nor evaluated and training stops (the caller rolls back).
+    """
+
+    def __init__(self, *args, guard: TrainingGuardCallback, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        if guard not in self.callback_handler.callbacks:
+            self.add_callback(guard)
+        self._step_loss = None
+
+    def get_train_dataloader(self):
+        # transformers 4.x resumes with the batch size stored in the checkpoint; after an out-of-memory
+        # recovery the configured (halved) per-device batch must win.
+        if not self.args.auto_find_batch_size:
+            self._train_batch_size = self.args.train_batch_size
+        return super().get_train_dataloader()
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._step_loss = loss.detach() if self._step_loss is None else self._step_loss + loss.detach()
+        return loss
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        step_loss, self._step_loss = self._step_loss, None
+        if step_loss is not None and self.state.global_step > 0:
+            loss = float(self.accelerator.reduce(step_loss, reduction="mean"))
+            norm = None if grad_norm is None else float(grad_norm)
+            anomaly = self.guard.check_step(self.state.global_step, loss, norm)
+            if anomaly is None and self.control.should_save and not self._parameters_finite_everywhere():
+                self.guard.flag_parameters(self.state.global_step)
+        if self.guard.anomaly is not None:   # also at the epoch-end call that follows the stop
+            self.control.should_save = False
+            self.control.should_evaluate = False
+            self.control.should_training_stop = True
+        return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    def _parameters_finite_everywhere(self) -> bool:
+        finite = torch.tensor(float(parameters_are_finite(self.model)), device=self.args.device)
+        return bool(self.accelerator.reduce(finite, reduction="sum") == self.args.world_size)
+
+
+class ChecksumManifestCallback(TrainerCallback):
+    """After each checkpoint save, write its sha256 manifest (checkpoints.write_manifest)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        from accelerate import PartialState
+        from .checkpoints import write_manifest
+        PartialState().wait_for_everyone()   # every rank has written its shards
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                write_manifest(folder)
+        PartialState().wait_for_everyone()
+
+
+class SignalCheckpointCallback(TrainerCallback):
+    """SIGTERM / SIGINT: finish the current optimizer step, save a checkpoint, stop training.
+
+    The handlers are installed while `train()` runs (main thread only) and the previous ones restored
+    after it. A second SIGINT while the checkpoint is being written falls through to the default (abort).
+    Under several processes the flag is all-reduced every step, so all ranks save the same step.
+    """
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        self.signals = tuple(signals)
+        self.received: Optional[int] = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signals:
+                self._previous[s] = signal.signal(s, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        received = self.received is not None
+        if args.world_size > 1:
+            flag = torch.tensor(float(received), device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            received = bool(flag > 0)
+            if received and self.received is None:
+                self.received = signal.SIGTERM   # another rank was signalled
+        if received:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Every Trainer log entry (loss, grad_norm, learning_rate, eval) as one JSON line in OUTPUT_DIR/train_log.jsonl."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(Path(args.output_dir) / "train_log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class StepTimerCallback(TrainerCallback):
+    """Wall time between consecutive optimizer steps (the first steps include compilation and warm-up)."""
+
+    def __init__(self):
+        self.step_seconds: List[float] = []
+        self._last: Optional[float] = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self._last is not None:
+            self.step_seconds.append(now - self._last)
+        self._last = now
+
+    def steady_step_seconds(self, skip: int = 2) -> Optional[float]:
+        """Median step time, leaving out the first `skip` intervals (warm-up)."""
+        times = self.step_seconds[skip:] or self.step_seconds
+        return statistics.median(times) if times else None
