@@ -31,8 +31,13 @@ import torch
 from transformers import TrainerCallback
 
 from .theory.model_operators import LayerHamiltonian, bk_mixers, model_hamiltonians
-from .theory.operators import (RTYPE, birman_schwinger_lattice, dense_hamiltonian, s2_bound_lattice,
-                               s2_bound_lattice_simple, schatten_norm)
+from .theory.operators import (
+    birman_schwinger_lattice,
+    dense_hamiltonian,
+    s2_bound_lattice,
+    s2_bound_lattice_simple,
+    schatten_norm,
+)
 from .theory.scattering import causal_green
 
 LAYER_METRICS = ("s2_max", "s2_tightness_max", "s2_simple_tightness_max", "cond_max", "g_margin_min", "s1_max")
@@ -152,6 +157,8 @@ class SpectralMonitorCallback(TrainerCallback):
             self.measure(model, state.global_step)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is not None and (not self.history or self.history[-1]["step"] != state.global_step):
+            self.measure(model, state.global_step)     # the final state, whatever every_n_steps
         if self._writer is not None:
             self._writer.flush()
         if self.png_path is not None and self.history:

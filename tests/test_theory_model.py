@@ -2,8 +2,9 @@
 the spectral monitoring callback with clipping, the stability dashboard."""
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+from conftest import tiny_config
 from datasets import Dataset
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
 import resnet_bk_hf  # noqa: F401
 from resnet_bk_hf import ResNetBKConfig, ResNetBKForCausalLM
@@ -14,9 +15,7 @@ from resnet_bk_hf.theory.model_operators import mixer_hamiltonian, model_hamilto
 from resnet_bk_hf.theory.operators import birman_schwinger_lattice, schatten_norm
 from resnet_bk_hf.theory.primes import positional_prime_bump
 
-from conftest import tiny_config
-
-PRIME = dict(positional_potential="prime_bump", positional_potential_length=12)
+PRIME = {"positional_potential": "prime_bump", "positional_potential_length": 12}
 
 
 def model_for(**kw):
@@ -114,8 +113,8 @@ def test_round_trip_keeps_the_bias(tmp_path, seed):
         assert torch.equal(model(ids).logits, loaded(ids).logits)
 
 
-@pytest.mark.parametrize("kw", [dict(mixer_mode="diag"), dict(mixer_mode="resolvent", **PRIME),
-                                dict(mixer_mode="resolvent", hopping_mode="learned", hop_value=0.5)])
+@pytest.mark.parametrize("kw", [{"mixer_mode": "diag"}, {"mixer_mode": "resolvent", **PRIME},
+                                {"mixer_mode": "resolvent", "hopping_mode": "learned", "hop_value": 0.5}])
 def test_operators_read_through_hooks_reproduce_the_mixer(seed, kw):
     """The monitor's Hamiltonians are the ones the mixer uses: rebuild its output from them."""
     model = model_for(**kw)

@@ -1,10 +1,18 @@
 """Mourre commutator identity and estimate for the lattice Laplacian; LAP weighted-resolvent bounds as eta -> 0."""
+import itertools
+
 import pytest
 import torch
 
 from resnet_bk_hf.kernels import full_green_diagonal
-from resnet_bk_hf.theory.mourre import (mourre_commutator_check, mourre_symbol, open_window_resolvent,
-                                        perturbed_mourre_constant, surface_green, weighted_resolvent_norms)
+from resnet_bk_hf.theory.mourre import (
+    mourre_commutator_check,
+    mourre_symbol,
+    open_window_resolvent,
+    perturbed_mourre_constant,
+    surface_green,
+    weighted_resolvent_norms,
+)
 from resnet_bk_hf.theory.operators import dense_hamiltonian
 
 F64 = torch.float64
@@ -57,13 +65,13 @@ def test_lap_weighted_resolvent_stays_bounded_as_eta_goes_to_zero():
     v[15:25] = 0.5 * torch.randn(10, generator=gen, dtype=F64)
     E = torch.linalg.eigvalsh(dense_hamiltonian(-2 + v, torch.ones(40, dtype=F64)))
     lam = float(E[(E + 1.5).abs().argmin()])       # an eigenvalue of the closed chain, inside the band
-    etas = [10 ** (-k / 2) for k in range(0, 13)]
+    etas = [10 ** (-k / 2) for k in range(13)]
     norms = weighted_resolvent_norms(v, lam, etas, s=1.0)
     for eta, o, c in zip(norms["eta"], norms["open"], norms["closed"]):
         print(f"eta={eta:.1e}: weighted open-chain norm {o:.6f}, closed-chain {c:.3e}")
     open_, closed = norms["open"], norms["closed"]
     # LAP: Cauchy as eta -> 0 (successive differences shrink with eta) and bounded
-    diffs = [abs(a - b) for a, b in zip(open_[4:], open_[5:])]
+    diffs = [abs(a - b) for a, b in itertools.pairwise(open_[4:])]
     assert all(d <= 2 * eta for d, eta in zip(diffs, etas[4:]))
     assert max(open_) < 2 * open_[-1]
     # the closed chain at one of its eigenvalues: the weighted norm grows like 1/eta

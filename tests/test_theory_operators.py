@@ -7,12 +7,25 @@ import math
 import pytest
 import torch
 
-from resnet_bk_hf.theory.operators import (birman_schwinger_grid, birman_schwinger_lattice, clip_singular_values,
-                                           dense_hamiltonian, free_resolvent_kernel, lattice_free_resolvent,
-                                           s1_bound_grid, s1_bound_lattice, s1_bound_lattice_simple, s1_bound_seed,
-                                           s1_grid_constant, s2_bound_grid, s2_bound_lattice,
-                                           s2_bound_lattice_simple, s2_bound_seed, schatten_norm)
 from resnet_bk_hf.kernels import tridiagonal_hamiltonian
+from resnet_bk_hf.theory.operators import (
+    birman_schwinger_grid,
+    birman_schwinger_lattice,
+    clip_singular_values,
+    dense_hamiltonian,
+    free_resolvent_kernel,
+    lattice_free_resolvent,
+    s1_bound_grid,
+    s1_bound_lattice,
+    s1_bound_lattice_simple,
+    s1_bound_seed,
+    s1_grid_constant,
+    s2_bound_grid,
+    s2_bound_lattice,
+    s2_bound_lattice_simple,
+    s2_bound_seed,
+    schatten_norm,
+)
 
 F64 = torch.float64
 GRID = torch.linspace(-10, 10, 401, dtype=F64)            # h = 0.05

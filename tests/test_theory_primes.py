@@ -1,12 +1,20 @@
 """Prime sieve, alpha_{p,k}, the prime-bump potential, its overlap count, the eps schedule, the positional table."""
+import itertools
 import math
 
 import pytest
 import torch
 
-from resnet_bk_hf.theory.primes import (alpha_coefficient, bump_overlap, eps_schedule, gaussian_cutoff,
-                                        positional_prime_bump, prime_bump_potential, prime_power_coefficients,
-                                        primes_up_to)
+from resnet_bk_hf.theory.primes import (
+    alpha_coefficient,
+    bump_overlap,
+    eps_schedule,
+    gaussian_cutoff,
+    positional_prime_bump,
+    prime_bump_potential,
+    prime_power_coefficients,
+    primes_up_to,
+)
 
 
 def von_mangoldt(n):
@@ -55,6 +63,7 @@ def test_prime_bump_potential_against_a_brute_force_sum():
             brute += lam / n ** (0.5 + eps) * gaussian_cutoff(x - math.log(n), eps)
     assert torch.allclose(prime_bump_potential(x, eps), brute, rtol=1e-7)
     value, slope = prime_bump_potential(x, eps, derivative=True)
+    assert torch.equal(value, prime_bump_potential(x, eps))
     step = 1e-6
     numeric = (prime_bump_potential(x + step, eps) - prime_bump_potential(x - step, eps)) / (2 * step)
     assert torch.allclose(slope, numeric, rtol=1e-6, atol=1e-8)
@@ -76,7 +85,7 @@ def test_eps_schedule():
     assert eps_schedule(50, 100) == pytest.approx(0.75)
     assert eps_schedule(25, 100, kind="linear") == pytest.approx(0.875)
     values = [eps_schedule(s, 100) for s in range(101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(values))
     with pytest.raises(ValueError, match="kind"):
         eps_schedule(1, 10, kind="step")
     with pytest.raises(ValueError, match="eps must be"):
@@ -94,3 +103,12 @@ def test_positional_table_matches_exact_values():
     assert torch.allclose(positional_prime_bump(64, 0.5, scale=2.0), 2 * positional_prime_bump(64, 0.5))
     with pytest.raises(ValueError, match="length"):
         positional_prime_bump(0, 0.5)
+
+
+def test_prime_number_theorem_sets_the_level_at_eps_one_half():
+    """At eps = 1/2, alpha = Lambda(n)/n, and sum_n Lambda(n)/n psi(x - log n) -> int psi = 1 (Chebyshev:
+    sum_{n <= u} Lambda(n) ~ u); the Gaussian smoothing damps the zeta-zero oscillations to below 1e-9 here."""
+    x = torch.tensor([6.0, 8.0], dtype=torch.float64)
+    deviation = (prime_bump_potential(x, 0.5) - 1).abs()
+    print(f"|V_0.5(x) - 1| at x = 6, 8: {[f'{d:.1e}' for d in deviation.tolist()]}")
+    assert float(deviation.max()) < 1e-7

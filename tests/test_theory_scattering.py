@@ -4,13 +4,25 @@ import math
 import pytest
 import torch
 
-from resnet_bk_hf.theory.operators import birman_schwinger_lattice, dense_hamiltonian
-from resnet_bk_hf.theory.scattering import (birman_krein_derivative, causal_green, clark_average, clark_measure,
-                                            density_of_states, detect_resonances, fredholm_det2, log_det2,
-                                            log_perturbation_determinant, open_local_density, resonance_poles,
-                                            scattering_phase, spectral_shift, spectral_shift_from_eigenvalues,
-                                            token_phases)
 from resnet_bk_hf.kernels import causal_green_naive, full_green_diagonal
+from resnet_bk_hf.theory.operators import birman_schwinger_lattice, dense_hamiltonian
+from resnet_bk_hf.theory.scattering import (
+    birman_krein_derivative,
+    causal_green,
+    clark_average,
+    clark_measure,
+    density_of_states,
+    detect_resonances,
+    fredholm_det2,
+    log_det2,
+    log_perturbation_determinant,
+    open_local_density,
+    resonance_poles,
+    scattering_phase,
+    spectral_shift,
+    spectral_shift_from_eigenvalues,
+    token_phases,
+)
 
 F64, C128 = torch.float64, torch.complex128
 
@@ -94,7 +106,7 @@ def test_birman_krein_derivative():
     lambdas = torch.linspace(-7, 3, 20001, dtype=F64)
     eta = 0.05
     bk = birman_krein_derivative(v, hop, lambdas, eta)
-    lorentz = lambda levels: (eta / math.pi / ((levels[None] - lambdas[:, None]) ** 2 + eta ** 2)).sum(-1)  # noqa: E731
+    lorentz = lambda levels: (eta / math.pi / ((levels[None] - lambdas[:, None]) ** 2 + eta ** 2)).sum(-1)
     assert torch.allclose(bk, lorentz(E0) - lorentz(E), atol=1e-10)
     assert torch.allclose(density_of_states(v, hop, lambdas, eta), lorentz(E), atol=1e-10)
     numeric = torch.gradient(spectral_shift(v, hop, lambdas, eta), spacing=(lambdas,))[0]

@@ -22,7 +22,7 @@ b^2 g_s^2 - (h0 - z) g_s + 1 = 0, |g_s| < 1/b (`open_window_resolvent`).
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 
@@ -48,7 +48,7 @@ def commutator(H: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     return 1j * (H @ A - A @ H)
 
 
-def mourre_commutator_check(n: int, h0_diag: float = -2.0, hop: float = 1.0) -> Dict[str, float]:
+def mourre_commutator_check(n: int, h0_diag: float = -2.0, hop: float = 1.0) -> dict[str, float]:
     """Compare the matrix i[H0, A] with g(H0) on an n-site chain: interior error and boundary term."""
     H0 = dense_hamiltonian(torch.full((n,), h0_diag, dtype=RTYPE), torch.full((n,), hop, dtype=RTYPE))
     C = commutator(H0, conjugate_operator(n))
@@ -61,7 +61,7 @@ def mourre_commutator_check(n: int, h0_diag: float = -2.0, hop: float = 1.0) -> 
             "hermitian_error": float((C - C.mH).abs().max())}
 
 
-def mourre_constant(H: torch.Tensor, C: torch.Tensor, interval: Tuple[float, float]) -> Tuple[float, int]:
+def mourre_constant(H: torch.Tensor, C: torch.Tensor, interval: tuple[float, float]) -> tuple[float, int]:
     """(lambda_min of E_I C E_I on the range of E_I, rank of E_I); E_I = spectral projector of H on I."""
     E, Q = torch.linalg.eigh(H.to(RTYPE))
     inside = (E > interval[0]) & (E < interval[1])
@@ -71,8 +71,8 @@ def mourre_constant(H: torch.Tensor, C: torch.Tensor, interval: Tuple[float, flo
     return float(torch.linalg.eigvalsh(Qi.mH @ C @ Qi).min()), int(inside.sum())
 
 
-def perturbed_mourre_constant(v: torch.Tensor, interval: Tuple[float, float], h0_diag: float = -2.0,
-                              hop: float = 1.0) -> Tuple[float, int]:
+def perturbed_mourre_constant(v: torch.Tensor, interval: tuple[float, float], h0_diag: float = -2.0,
+                              hop: float = 1.0) -> tuple[float, int]:
     """Mourre constant of H = H0 + diag(v): E_I(H) (g(H0) + i[V, A]) E_I(H).
 
     g(H0) + i[V, A] is the infinite-lattice commutator i[H, A] restricted to the chain (v must vanish on the
@@ -119,7 +119,7 @@ def position_weight(n: int, s: float) -> torch.Tensor:
 
 
 def weighted_resolvent_norms(v: torch.Tensor, lam: float, etas: Sequence[float], s: float = 1.0,
-                             h0_diag: float = -2.0, hop: float = 1.0) -> Dict[str, list]:
+                             h0_diag: float = -2.0, hop: float = 1.0) -> dict[str, list]:
     """||<X>^{-s} R(lam + i eta) <X>^{-s}|| on the window, open (LAP: stays bounded) and closed chain (does not)."""
     W = v.numel()
     w = position_weight(W, s).to(CTYPE)

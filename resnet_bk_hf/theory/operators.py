@@ -41,7 +41,6 @@ det(I + K(z)) = det(H - z) / det(H0 - z): the perturbation determinant (see `sca
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
@@ -176,7 +175,7 @@ def s1_bound_seed(V: torch.Tensor, x: torch.Tensor, eta) -> torch.Tensor:
     return 0.5 / eta * lp_norm_grid(V, _grid_spacing(x), 1)
 
 
-def s1_grid_constant(z: complex, h: float, points: Optional[int] = None) -> float:
+def s1_grid_constant(z: complex, h: float, points: int | None = None) -> float:
     """c(z, h) = (1/2pi) int |m(theta)| dtheta with m the lattice symbol of R0 (periodic trapezoid rule).
 
     The integrand is peaked with width ~ (1 - |q|) ~ eta h; `points` defaults to resolve it 16 times over.

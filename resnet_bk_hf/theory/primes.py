@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Tuple
 
 import torch
 
@@ -37,7 +36,7 @@ def primes_up_to(n: int) -> torch.Tensor:
     return torch.nonzero(is_prime).flatten()
 
 
-def prime_power_coefficients(max_n: int, eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def prime_power_coefficients(max_n: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(centers k log p, alpha_{p,k}, p, k) for every prime power p^k <= max_n, sorted by center."""
     _check_eps(eps)
     primes = primes_up_to(int(max_n))
@@ -145,12 +144,12 @@ def _positional_prime_bump_cached(length: int, eps: float) -> torch.Tensor:
     _check_eps(eps)
     step = HERMITE_STEP * eps
     x = torch.log1p(torch.arange(length, dtype=RTYPE))
-    exact_until = min(length, int(math.ceil(1.0 / step)) + 1)
+    exact_until = min(length, math.ceil(1.0 / step) + 1)
     out = torch.empty(length, dtype=RTYPE)
     out[:exact_until] = prime_bump_potential(x[:exact_until], eps)
     if exact_until < length:
         x0 = float(x[exact_until - 1])
-        n_grid = int(math.ceil((float(x[-1]) - x0) / step)) + 1
+        n_grid = math.ceil((float(x[-1]) - x0) / step) + 1
         grid = x0 + step * torch.arange(n_grid + 1, dtype=RTYPE)
         value, slope = prime_bump_potential(grid, eps, derivative=True)
         xs = x[exact_until:]

@@ -30,7 +30,6 @@ Lattice setting of `operators.py`: H = H0 + diag(v), K(z) = |v|^{1/2} (H0 - z)^{
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
 
 import torch
 
@@ -133,7 +132,7 @@ def density_of_states(v: torch.Tensor, hop: torch.Tensor, lambdas: torch.Tensor,
 
 # ------------------------------------------------------------------------------------------------ resonances
 
-def detect_resonances(lambdas: torch.Tensor, density: torch.Tensor, min_height: float) -> List[Dict[str, float]]:
+def detect_resonances(lambdas: torch.Tensor, density: torch.Tensor, min_height: float) -> list[dict[str, float]]:
     """Peaks of a density (1-D) above `min_height`: centre (parabolic refinement), height, HWHM (interpolated)."""
     x = torch.as_tensor(lambdas, dtype=RTYPE)
     y = torch.as_tensor(density, dtype=RTYPE)
@@ -206,8 +205,8 @@ def _continued_surface_green(z: complex, h0_diag: float, hop: float) -> complex:
     return g
 
 
-def resonance_poles(v: torch.Tensor, guesses: List[float], h0_diag: float = -2.0, hop: float = 1.0,
-                    iterations: int = 200, tol: float = 1e-12) -> List[complex]:
+def resonance_poles(v: torch.Tensor, guesses: list[float], h0_diag: float = -2.0, hop: float = 1.0,
+                    iterations: int = 200, tol: float = 1e-12) -> list[complex]:
     """Poles z (Im z < 0) of the continued open-chain resolvent near each guess: det(H_W - z - Sigma(z)) = 0
     with Sigma = b^2 g_s(z) on the end sites, solved by the fixed point z <- the eigenvalue of H_W - Sigma(z)
     nearest z."""
@@ -234,7 +233,7 @@ def resonance_poles(v: torch.Tensor, guesses: List[float], h0_diag: float = -2.0
 
 # ------------------------------------------------------------------------------------------------------ Clark
 
-def clark_measure(a: torch.Tensor, hop: torch.Tensor, site: int, alpha) -> Tuple[torch.Tensor, torch.Tensor]:
+def clark_measure(a: torch.Tensor, hop: torch.Tensor, site: int, alpha) -> tuple[torch.Tensor, torch.Tensor]:
     """Atoms and weights of mu_alpha: the spectral measure of e_site for H + alpha e_site e_site^T.
 
     a, hop: (N,) (H's diagonal and hopping); alpha: scalar or (A,). Returns (atoms (A, N), weights (A, N)).
@@ -250,7 +249,7 @@ def clark_measure(a: torch.Tensor, hop: torch.Tensor, site: int, alpha) -> Tuple
     return E, Q[:, site, :] ** 2
 
 
-def clark_average(a: torch.Tensor, hop: torch.Tensor, site: int, interval: Tuple[float, float],
+def clark_average(a: torch.Tensor, hop: torch.Tensor, site: int, interval: tuple[float, float],
                   num_alpha: int = 20001) -> float:
     """int mu_alpha(I) dalpha over alpha in R (alpha = tan(theta), theta in (-pi/2, pi/2), midpoint rule).
 

@@ -15,7 +15,6 @@ The fit verdict is the model with the smallest Kolmogorov–Smirnov distance to 
 from __future__ import annotations
 
 import math
-from typing import Dict
 
 import torch
 
@@ -60,7 +59,8 @@ def unfold_spectrum(eigenvalues: torch.Tensor, degree: int = 7, trim: float = 0.
     count = torch.arange(n, dtype=RTYPE)
     coef = torch.linalg.lstsq(basis, count[:, None]).solution
     smooth = (basis @ coef).flatten()
-    lo, hi = int(math.floor(trim * n)), n - int(math.floor(trim * n))
+    lo = math.floor(trim * n)
+    hi = n - lo
     return smooth[lo:hi]
 
 
@@ -88,9 +88,9 @@ def ks_distance(samples: torch.Tensor, cdf) -> float:
     return float(torch.maximum(upper, lower).max())
 
 
-def spacing_fit(spacings: torch.Tensor, ratios: torch.Tensor | None = None) -> Dict[str, object]:
+def spacing_fit(spacings: torch.Tensor, ratios: torch.Tensor | None = None) -> dict[str, object]:
     """KS distances of the spacings to Poisson, GOE and GUE; verdict = the nearest; mean ratio if given."""
-    out: Dict[str, object] = {f"ks_{name}": ks_distance(spacings, cdf) for name, cdf in SPACING_CDFS.items()}
+    out: dict[str, object] = {f"ks_{name}": ks_distance(spacings, cdf) for name, cdf in SPACING_CDFS.items()}
     out["verdict"] = min(SPACING_CDFS, key=lambda name: out[f"ks_{name}"])
     out["num_spacings"] = int(torch.as_tensor(spacings).numel())
     if ratios is not None:
