@@ -117,7 +117,7 @@ def test_s1_bounds_with_tightness_and_where_the_seed_form_fails():
     s1 = schatten_norm(birman_schwinger_grid(V, GRID, 2j), 1)
     assert math.isclose(float(s1), 0.5 * 0.05 * 3.0, rel_tol=1e-12)
     assert s1 > s1_bound_seed(V, GRID, 2.0)
-    # c(z, h) -> 1/2 at z = i eta (h -> 0): the grid bound is then attained exactly (K = i x positive operator)
+    # c(i eta, h) = 1/2 (a Poisson kernel): the grid bound is then attained exactly (K = i x positive operator)
     assert math.isclose(s1_grid_constant(0.5j, 0.05), 0.5, rel_tol=1e-9)
 
 

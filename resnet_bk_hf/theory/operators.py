@@ -15,7 +15,7 @@ with V^{1/2} = sgn(V) |V|^{1/2}. Discretisation: a uniform grid x_j = x_0 + j h,
     K_ij = (h |V_i|)^{1/2} R0(z; x_i, x_j) (h |V_j|)^{1/2} sgn(V_j),     ||V||_Lp^p := h sum_j |V_j|^p.
 
 On this grid the seeds' bound ||K||_S2 <= 1/2 (Im z)^{-1/2} ||V||_L2 is not exactly an inequality (a broad
-constant V exceeds it by the factor (eta h coth(eta h))^{1/2} = 1 + (eta h)^2/12 + ...); the grid's exact
+constant V exceeds it by up to the factor (eta h coth(eta h))^{1/2} = 1 + (eta h)^2/6 + ...); the grid's exact
 bound replaces the integral of exp(-2 eta |x|), 1/eta, by its Riemann sum h coth(eta h) (Schur test):
 
     ||K||_S2 <= 1/2 (h coth(eta h))^{1/2} ||V||_L2                 (`s2_bound_grid`, -> seeds' form as h -> 0)
@@ -26,8 +26,9 @@ from factoring the convolution T = U|T| (Kato–Seiler–Simon on the lattice hZ
     ||K||_S1 <= c(z, h) ||V||_L1,   c(z, h) = (1/2pi) int_{-pi}^{pi} |m(theta)| dtheta,
     m(theta) = sum_n R0(z; nh, 0) e^{-i n theta} = (i/2) (1 - q^2) / (1 - 2 q cos theta + q^2),  q = e^{izh}
 
-(`s1_bound_grid`). At z = i eta and h -> 0, c -> 1/2 whatever eta: the seeds' 1/2 eta^{-1} is an upper
-bound only for eta <= 1 there (a one-point potential gives ||K||_S1 = 1/2 ||V||_L1 exactly; see the tests).
+(`s1_bound_grid`). At z = i eta, c = 1/2 exactly (the symbol is i/2 times a Poisson kernel), so the seeds'
+1/2 eta^{-1} is an upper bound there only for eta <= 1 (a one-point potential gives ||K||_S1 = 1/2 ||V||_L1
+exactly; see the tests).
 
 **Lattice (the model's operator).** H = H0 + diag(v) with H0 the model's free part (diagonal h0_diag,
 hopping b_t: `kernels.tridiagonal_hamiltonian`), R0(z) = (H0 - z)^{-1}, K(z) = |v|^{1/2} R0(z) v^{1/2}.
