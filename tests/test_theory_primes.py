@@ -107,7 +107,7 @@ def test_positional_table_matches_exact_values():
 
 def test_prime_number_theorem_sets_the_level_at_eps_one_half():
     """At eps = 1/2, alpha = Lambda(n)/n, and sum_n Lambda(n)/n psi(x - log n) -> int psi = 1 (Chebyshev:
-    sum_{n <= u} Lambda(n) ~ u); the Gaussian smoothing damps the zeta-zero oscillations to below 1e-9 here."""
+    sum_{n <= u} Lambda(n) ~ u): a check of the whole sum (sieve, weights, cutoff) against a known limit."""
     x = torch.tensor([6.0, 8.0], dtype=torch.float64)
     deviation = (prime_bump_potential(x, 0.5) - 1).abs()
     print(f"|V_0.5(x) - 1| at x = 6, 8: {[f'{d:.1e}' for d in deviation.tolist()]}")
