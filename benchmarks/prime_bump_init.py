@@ -268,7 +268,10 @@ def report(runs, summaries, arms, seeds, thresholds, args, train_blocks, eval_bl
         "threads": threads or torch.get_num_threads(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    # summary indented for reading, one line per run (its per-step series) to keep the file short
+    head = json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1)
+    runs_text = ",\n".join("  " + json.dumps(r) for r in result["runs"])
+    Path(args.out).write_text(head[:-2] + ',\n "runs": [\n' + runs_text + "\n ]\n}\n")
     plot(runs, arms, args.figure)
     for arm in arms:
         if arm == "default":
