@@ -10,6 +10,7 @@ MIXER_MODES = ("resolvent", "diag")
 FFN_TYPES = ("mlp", "swiglu")
 HOPPING_MODES = ("constant", "learned", "input")
 SCAN_BACKENDS = ("auto", "naive", "recurrent", "triton", "parallel")
+POSITIONAL_POTENTIALS = (None, "prime_bump")
 
 
 def _need(name, ok: bool, allowed: str, value):
@@ -70,6 +71,13 @@ class ResNetBKConfig(PretrainedConfig):
         rms_norm_eps, initializer_range, tie_word_embeddings: as usual in transformers.
         scan_backend: "auto" (Triton on CUDA, else the recurrent CPU path), "naive", "recurrent", "triton",
             "parallel" (log-depth, real arithmetic: the form the ONNX export uses).
+        positional_potential: None (off) or "prime_bump": a bias added to every head's raw potential by token
+            position t, initialised to prime_bump_scale * V_eps(log(t + 1)) (`theory.primes`; positions past
+            positional_potential_length use the last entry). Counted in real tokens: padding does not advance it.
+        positional_potential_learned: train the bias (a parameter per position and head) or keep it fixed.
+        prime_bump_eps: eps of the prime-bump construction, in (0, 1].
+        prime_bump_scale: multiplies the prime-bump values.
+        positional_potential_length: positions with their own bias entry.
     """
 
     model_type = "resnet_bk"
@@ -99,6 +107,11 @@ class ResNetBKConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         tie_word_embeddings: bool = True,
         scan_backend: str = "auto",
+        positional_potential: str | None = None,
+        positional_potential_learned: bool = False,
+        prime_bump_eps: float = 0.5,
+        prime_bump_scale: float = 1.0,
+        positional_potential_length: int = 1024,
         use_cache: bool = True,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 1,
@@ -129,6 +142,11 @@ class ResNetBKConfig(PretrainedConfig):
         self.rms_norm_eps = rms_norm_eps
         self.initializer_range = initializer_range
         self.scan_backend = scan_backend
+        self.positional_potential = positional_potential
+        self.positional_potential_learned = positional_potential_learned
+        self.prime_bump_eps = prime_bump_eps
+        self.prime_bump_scale = prime_bump_scale
+        self.positional_potential_length = positional_potential_length
         self.use_cache = use_cache
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
                          tie_word_embeddings=tie_word_embeddings, **kwargs)
@@ -170,6 +188,12 @@ class ResNetBKConfig(PretrainedConfig):
         _float("rms_norm_eps", self.rms_norm_eps, 0.0, low_open=True)
         _float("initializer_range", self.initializer_range, 0.0, low_open=True)
         _choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
+        _choice("positional_potential", self.positional_potential, POSITIONAL_POTENTIALS)
+        _need("positional_potential_learned", isinstance(self.positional_potential_learned, bool), "True or False",
+              self.positional_potential_learned)
+        _float("prime_bump_eps", self.prime_bump_eps, 0.0, 1.0, low_open=True)
+        _float("prime_bump_scale", self.prime_bump_scale)
+        _int("positional_potential_length", self.positional_potential_length, 1, 16384)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, name, None)
             if value is not None:

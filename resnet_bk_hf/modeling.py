@@ -78,6 +78,7 @@ class ResNetBKCache:
         self.states: List[Optional[Tuple[torch.Tensor, torch.Tensor]]] = [None] * config.num_hidden_layers
         self.seqlen_offset = 0
         self.last_mask: Optional[torch.Tensor] = None
+        self.positions: Optional[torch.Tensor] = None  # real tokens absorbed per row (positional potential only)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seqlen_offset
@@ -89,11 +90,14 @@ class ResNetBKCache:
                 self.states[i] = tuple(s.index_select(0, beam_idx.to(s.device)) for s in state)
         if self.last_mask is not None:
             self.last_mask = self.last_mask.index_select(0, beam_idx.to(self.last_mask.device))
+        if self.positions is not None:
+            self.positions = self.positions.index_select(0, beam_idx.to(self.positions.device))
 
     def reset(self) -> None:
         self.states = [None] * len(self.states)
         self.seqlen_offset = 0
         self.last_mask = None
+        self.positions = None
 
 
 class ResNetBKRMSNorm(nn.Module):
@@ -134,6 +138,22 @@ class ResNetBKMixer(nn.Module):
         self.shift_energy = nn.Parameter(torch.zeros(H, K))
         self.shift_width = nn.Parameter(torch.zeros(H, K))
         self.out_proj = nn.Linear(D, D, bias=False)
+        if config.positional_potential is not None:
+            # A bias on the potential by token position (theory.primes); a frozen parameter when not learned.
+            self.positional_potential = nn.Parameter(torch.zeros(config.positional_potential_length, H),
+                                                     requires_grad=config.positional_potential_learned)
+
+    def reset_positional_potential(self):
+        if self.config.positional_potential == "prime_bump":
+            from .theory.primes import positional_prime_bump
+            cfg = self.config
+            table = positional_prime_bump(cfg.positional_potential_length, cfg.prime_bump_eps, cfg.prime_bump_scale)
+            _copy_(self.positional_potential, table[:, None].expand(-1, self.num_heads).to(torch.float32).clone())
+
+    def positional_bias(self, positions: torch.Tensor) -> torch.Tensor:
+        """(B, N, H) bias for token positions (B, N); positions past the table use its last entry."""
+        table = _scan_precision(self.positional_potential)
+        return table[positions.clamp(max=table.shape[0] - 1)]
 
     def reset_shift_parameters(self):
         """Energies spread over the band of H0, widths log-uniform in eta_init_range."""
@@ -163,12 +183,14 @@ class ResNetBKMixer(nn.Module):
             return (cfg.hop_max * torch.sigmoid(_scan_precision(self.hopping_logit))).expand(shape)
         return cfg.hop_max * torch.sigmoid(_scan_precision(raw))
 
-    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None):
+    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None, positions=None):
         cfg = self.config
         B, N, D = x.shape
         H, K, P = self.num_heads, self.num_shifts, self.head_dim
         parts = dict(zip(self.split_sizes, self.in_proj(x).split(list(self.split_sizes.values()), dim=-1)))
         v = _scan_precision(parts["potential"])
+        if positions is not None:
+            v = v + self.positional_bias(positions)
         if cfg.potential_clamp is not None:
             v = cfg.potential_clamp * torch.tanh(v / cfg.potential_clamp)
         a = cfg.h0_diag + v                                            # (B, N, H)
@@ -230,8 +252,8 @@ class ResNetBKBlock(nn.Module):
         self.ffn_norm = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.ffn = ResNetBKFeedForward(config)
 
-    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None):
-        mixed, new_state = self.mixer(self.mixer_norm(x), attention_mask, prev_mask, state, doc_start)
+    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None, positions=None):
+        mixed, new_state = self.mixer(self.mixer_norm(x), attention_mask, prev_mask, state, doc_start, positions)
         x = x + mixed
         x = x + self.ffn(self.ffn_norm(x))
         return x, new_state
@@ -257,6 +279,7 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
             _ones_(module.weight)
         if isinstance(module, ResNetBKMixer):
             module.reset_shift_parameters()
+            module.reset_positional_potential()
             # GPT-2 style: residual branches scaled down with depth
             _normal_(module.out_proj.weight, std / math.sqrt(2 * self.config.num_hidden_layers))
         elif isinstance(module, ResNetBKFeedForward):
@@ -369,6 +392,14 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = bool(output_hidden_states)
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        positions = None
+        if self.config.positional_potential is not None:
+            # Position = real tokens before this one in the row (padding does not count), continued from the cache.
+            seen = cache_params.positions if cache_params is not None and cache_params.positions is not None \
+                else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            real = attention_mask.long() if attention_mask is not None else torch.ones(x.shape[:2], dtype=torch.long,
+                                                                                      device=x.device)
+            positions = (seen[:, None] + real.cumsum(1) - 1).clamp(min=0)
         if attention_mask is not None and bool(attention_mask.all()) and (
                 cache_params is None or cache_params.last_mask is None or bool(cache_params.last_mask.all())):
             attention_mask = None  # nothing is masked: skip the masking work
@@ -386,9 +417,9 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             state = cache_params.states[i] if cache_params is not None else None
             if self.gradient_checkpointing and self.training:
                 x, new_state = torch.utils.checkpoint.checkpoint(block, x, attention_mask, prev_mask, state,
-                                                                 doc_start, use_reentrant=False)
+                                                                 doc_start, positions, use_reentrant=False)
             else:
-                x, new_state = block(x, attention_mask, prev_mask, state, doc_start)
+                x, new_state = block(x, attention_mask, prev_mask, state, doc_start, positions)
             if cache_params is not None:
                 cache_params.states[i] = tuple(s.detach() for s in new_state) if not torch.is_grad_enabled() \
                     else new_state
@@ -397,6 +428,8 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             all_hidden.append(x)
         if cache_params is not None:
             cache_params.seqlen_offset += x.shape[1]
+            if positions is not None:
+                cache_params.positions = seen + real.sum(1)
             if attention_mask is not None:
                 cache_params.last_mask = attention_mask[:, -1].clone()
             elif cache_params.last_mask is not None:

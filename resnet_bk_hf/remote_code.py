@@ -17,7 +17,9 @@ other file directly: transformers 4.57 copies only the *direct* relative imports
 its module cache when loading from a local directory (5.x follows them recursively), so this is
 what makes the same directory load on both.
 
-One edit is made while copying: `triton_scan.py`'s `import triton` is wrapped in `try/except
+Two edits are made while copying. `modeling.py`'s `from .theory.primes import` (the prime-bump
+positional potential, a subpackage) becomes `from .primes import`, the flat copy of `theory/primes.py`.
+`triton_scan.py`'s `import triton` is wrapped in `try/except
 ImportError: raise` (same behaviour). transformers' `check_imports`, which vets every remote file
 fetched from the Hub, skips imports inside try blocks; without the wrapper it would refuse to load
 the model on machines without Triton, where the package itself falls back to the CPU scan.
@@ -40,6 +42,7 @@ REMOTE_CODE_FILES: Dict[str, str] = {
     "recurrent.py": "kernels/recurrent.py",
     "parallel.py": "kernels/parallel.py",
     "triton_scan.py": "kernels/triton_scan.py",
+    "primes.py": "theory/primes.py",
 }
 
 ENTRY_POINT = "modeling_resnet_bk.py"
@@ -62,6 +65,7 @@ from .kernels import causal_resolvent_scan  # noqa: F401
 from .modeling import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel  # noqa: F401
 from .naive import causal_resolvent_scan_naive  # noqa: F401
 from .parallel import causal_resolvent_scan_parallel  # noqa: F401
+from .primes import positional_prime_bump  # noqa: F401
 from .recurrent import causal_resolvent_scan_recurrent  # noqa: F401
 from .remote_code import write_remote_code  # noqa: F401
 
@@ -71,6 +75,8 @@ except ImportError:
     pass
 '''
 
+_PRIMES_IMPORT = "from .theory.primes import"
+_PRIMES_IMPORT_FLAT = "from .primes import"
 _TRITON_IMPORTS = "import triton\nimport triton.language as tl\n"
 _TRITON_IMPORTS_GUARDED = ("try:  # written by remote_code.py: transformers' check_imports skips try blocks, so\n"
                            "    # a Hub load does not demand Triton; without it the package uses the CPU scan\n"
@@ -102,6 +108,11 @@ def write_remote_code(save_directory) -> List[Path]:
                                        "update resnet_bk_hf/remote_code.py")
                 text = text.replace(_TRITON_IMPORTS, _TRITON_IMPORTS_GUARDED, 1)
             target.write_text(text, encoding="utf-8")
+        elif flat_name == "modeling.py" and source.resolve() != target.resolve():
+            text = source.read_text(encoding="utf-8")
+            if _PRIMES_IMPORT not in text and _PRIMES_IMPORT_FLAT not in text:
+                raise RuntimeError(f"{source}: expected {_PRIMES_IMPORT!r}; update resnet_bk_hf/remote_code.py")
+            target.write_text(text.replace(_PRIMES_IMPORT, _PRIMES_IMPORT_FLAT), encoding="utf-8")
         elif source.resolve() != target.resolve():
             shutil.copyfile(source, target)
         written.append(target)

@@ -50,15 +50,17 @@ torch.save({"logits": logits, "resaved_equal": resaved_equal, "text": text, "cla
 '''
 
 
-def small_vocab_model():
+def small_vocab_model(**overrides):
     """Tiny sizes but the shipped tokenizer's vocabulary, so pipelines can run on it."""
     torch.manual_seed(0)
     tok = load_tokenizer()
-    return ResNetBKForCausalLM(tiny_config(vocab_size=len(tok))).eval(), tok
+    return ResNetBKForCausalLM(tiny_config(vocab_size=len(tok), **overrides)).eval(), tok
 
 
-def test_saved_directory_loads_with_trust_remote_code_without_the_package(tmp_path):
-    model, tok = small_vocab_model()
+# The prime-bump positional potential imports theory/primes.py: the saved directory must carry it too.
+@pytest.mark.parametrize("overrides", [{}, {"positional_potential": "prime_bump"}], ids=["default", "prime_bump"])
+def test_saved_directory_loads_with_trust_remote_code_without_the_package(tmp_path, overrides):
+    model, tok = small_vocab_model(**overrides)
     model.save_pretrained(tmp_path / "saved")
     tok.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
@@ -96,7 +98,8 @@ def test_written_code_needs_only_torch_and_transformers(tmp_path):
     for name in written:
         # what transformers' check_imports would demand on a Hub load: no Triton, no resnet_bk_hf
         assert set(get_imports(tmp_path / name)) <= {"__future__", "torch", "transformers", "math", "os", "shutil",
-                                                      "dataclasses", "typing", "numbers", "pathlib", "warnings"}, name
+                                                      "dataclasses", "typing", "numbers", "pathlib", "warnings",
+                                                      "functools"}, name
         for rel in get_relative_imports(tmp_path / name):       # every relative import is a file beside it
             assert (tmp_path / f"{rel}.py").is_file(), (name, rel)
 
