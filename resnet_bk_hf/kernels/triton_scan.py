@@ -57,6 +57,19 @@ Backward (exact, DESIGN.md 2.4), reusing the saved chunk-boundary g and y:
   The initial-state gradients are one step of each reverse scan past t = 0.
 Nothing per position is stored between passes except the gradient outputs and
 the (B, N, H, K) buffers Dg and c_bar (the size of C).
+
+Backward version 3 (`ScanConfig(bwd_loop="sequential")`; the default stays "scan" until the H100
+has timed both): the two passes on (L, K, BLOCK_P) tiles walk time instead of scanning it.
+  1. `_ybar_maps_seq`: walks t forward, B = sum_t pi_t C_t do_t with pi_t the product of the factors
+     conj(-hop g) so far (g by the exact recurrence one step ahead), A = the whole product.
+  3. `_bwd_main_seq`: persistent programs, each owning a scratch slot in global memory of
+     L x K x BLOCK_P complex (y) and L x K complex (g), take (chunk, b*h, channel block) items from an
+     atomic counter. Per item a forward walk from (Gs, Ys) writes y_{t-1} and g_t into the slot, then a
+     reverse walk carries Ybar (registers) from Yb and reads them back to form u_bar, c_bar, Dg, hop1
+     exactly as `_bwd_main`. Registers no longer grow with L; the slot's traffic (2 x K x BLOCK_P
+     complex per position) goes to L2, or HBM when the live slots outgrow it. Channel sums are plain
+     stores unless the channels are split over programs (then atomics, as version 1 always does).
+Passes 2, 4, 5 and the saved states are shared with version 1; the forward is independent of it.
 """
 from __future__ import annotations
 
