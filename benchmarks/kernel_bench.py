@@ -24,9 +24,10 @@ Prints tables and writes JSON:
   * profile (--profile): CUDA time per kernel of one forward + backward, default blocks per backward loop
     and, after a sweep, the fastest version-3 blocks.
 Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X times only that forward loop;
---bwd-loop=X only that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3;
-default both), in the check, grid, compare, sweep and profile alike. --grid-n replaces the grid by
-(1, N, 1024, 8) float32 rows. --sweep-no-fwd skips the forward blocks in the sweep, --sweep-l picks its L.
+--bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3; both =
+each; default: the library's default loop), in the check, grid, compare, sweep and profile alike.
+--grid-n replaces the grid by (1, N, 1024, 8) float32 rows. --sweep-no-fwd skips the forward blocks in
+the sweep, --sweep-l picks its L.
 --ptxas[=ARCH] only compiles the backward's main passes (v1 and v3, the sweep's block shapes at K = 8) for
 sm_ARCH (default 90 = Hopper) with Triton's bundled ptxas and prints registers and spilled bytes per thread:
 a static check that runs on a machine without a GPU (TRITON_INTERPRET must be off).
@@ -487,7 +488,8 @@ def ptxas_table(arch=90, K=8):
     for L, cfgs in SWEEP_BWD.items():
         for bp, nw in cfgs:
             r, sp = ptxas_usage(ts._bwd_main_kernel, {"L": L, "BK": BK, "BP": bp}, nw, arch)
-            rows.append({"bwd_loop": "scan", "block_t": L, "block_p": bp, "num_warps": nw, "regs": r, "spill_bytes": sp})
+            rows.append({"bwd_loop": "scan", "block_t": L, "block_p": bp, "num_warps": nw, "regs": r,
+                         "spill_bytes": sp})
             print(f"  v1 _bwd_main_kernel     L={L:>3} bp={bp:>3} nw={nw}         : {r:>4} regs {sp:>5} B spilled",
                   flush=True)
     for L in (16, 64):
@@ -515,7 +517,7 @@ def main():
     path = args[0] if args else "results/kernel_bench.json"
     quick = "--quick" in flags
     loops = ts.TIME_LOOPS
-    bwd_loops = ts.BWD_LOOPS
+    bwd_loops = (ts.ScanConfig().bwd_loop,)   # the library's default backward unless --bwd-loop says otherwise
     grid_ns = None
     sweep_ls = (16, 32, 64)
     for f in flags:
@@ -654,7 +656,8 @@ def main():
             print(f"N={N:>6}  bk f32 {fmt('bk_triton_float32')}  bk bf16 {fmt('bk_triton_bfloat16')}  "
                   f"bk-seq f32 {fmt('bk_triton_seq_float32')}  bk-seq bf16 {fmt('bk_triton_seq_bfloat16')}  "
                   f"bk-seq-v3bwd f32 {fmt('bk_triton_seq_v3bwd_float32')}  "
-                  f"bk-seq-v3bwd bf16 {fmt('bk_triton_seq_v3bwd_bfloat16')}  recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
+                  f"bk-seq-v3bwd bf16 {fmt('bk_triton_seq_v3bwd_bfloat16')}  "
+                  f"recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
                   f"mambapy {fmt('mambapy_pscan_f32')}  sdpa {fmt('sdpa_flash_bf16')}", flush=True)
             for k, v in r.items():
                 if isinstance(v, dict) and "error" in v:
