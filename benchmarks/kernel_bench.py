@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
         [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64]
-        [--profile] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both]
+        [--profile] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -27,7 +27,8 @@ Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X t
 --bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3; both =
 each; default: the library's default loop), in the check, grid, compare, sweep and profile alike.
 --grid-n replaces the grid by (1, N, 1024, 8) float32 rows. --sweep-no-fwd skips the forward blocks in
-the sweep, --sweep-l picks its L.
+the sweep, --sweep-l picks its L. --deadline-s=S: the sweep skips (and lists) the configs it has not
+reached S seconds after the start, so a run under a time limit still ends with its profile and JSON.
 --ptxas[=ARCH] only compiles the backward's main passes (v1 and v3, the sweep's block shapes at K = 8) for
 sm_ARCH (default 90 = Hopper) with Triton's bundled ptxas and prints registers and spilled bytes per thread:
 a static check that runs on a machine without a GPU (TRITON_INTERPRET must be off).
@@ -327,12 +328,13 @@ SWEEP_BWD = {16: [(8, 4), (16, 4), (16, 8), (32, 8), (64, 8)], 32: [(8, 4), (16,
 # grow with L). 1-warp programs keep every channel and shift reduction inside a warp (no barrier per step).
 SWEEP_BWD_V3 = [(64, 8, 1), (64, 4, 1), (64, 4, 3), (64, 2, 1), (64, 1, 1), (32, 1, 1), (32, 1, 3), (32, 2, 1),
                 (16, 1, 1)]
-# bwd_programs_per_sm tried on the fastest version-3 blocks (None = the default, 64 // warps): fewer
+# bwd_programs_per_sm tried on the fastest version-3 blocks (None = the default, min(32, 64 // warps)): fewer
 # programs keep the scratch slots (L x K x channel-block complex each) in L2 but hide less latency.
 SWEEP_V3_PROGRAMS = [2, 4, 8, 16]
 
 
-def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bwd_loops=ts.BWD_LOOPS, fwd=True):
+def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bwd_loops=ts.BWD_LOOPS, fwd=True,
+                  deadline=float("inf")):
     """Forward (per time loop) and backward (per backward loop) timed separately per chunk length L = block_t.
 
     The forward and the backward share L (the backward restarts from the forward's chunk-boundary
@@ -344,7 +346,14 @@ def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bw
     print(f"\nsweep B={B} N={N} d={d} K={K} f32: ms (median); bwd rows: main-pass registers / spilled bytes",
           flush=True)
 
+    skipped = []
+    res["sweep_skipped_at_deadline"] = skipped
+
     def time_bwd(cfg, xs, do, label):
+        if time.time() > deadline:
+            skipped.append(label.strip())
+            print(f"  {label}: skipped (deadline)", flush=True)
+            return None
         try:
             o = ts.causal_resolvent_scan_triton(*xs, config=cfg)[0]
             t = bench(lambda: torch.autograd.grad(o, xs, do, retain_graph=True), rep=100)
@@ -375,6 +384,9 @@ def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bw
         for tl_ in (time_loops if fwd else ()):
             for bp, nw in SWEEP_FWD:
                 cfg = ts.ScanConfig(block_t=L, block_p=bp, chunk_block=16, num_warps=nw, time_loop=tl_)
+                if time.time() > deadline:
+                    skipped.append(f"fwd L={L} {tl_} bp={bp} nw={nw}")
+                    continue
                 try:
                     with torch.no_grad():
                         t = bench(lambda: ts.causal_resolvent_scan_triton(*det, config=cfg), rep=100)
@@ -414,6 +426,8 @@ def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bw
     res["sweep_best"] = {loop: {"ms": t, **c} for loop, (t, c) in best.items()}
     for loop, (t, c) in best.items():
         print(f"  fastest backward {BWD_SHORT[loop]}: {t:.3f} ms with {c}", flush=True)
+    if skipped:
+        print(f"  deadline: skipped {len(skipped)} configs (listed in sweep_skipped_at_deadline)", flush=True)
     save()
     return out
 
@@ -517,6 +531,8 @@ def main():
     path = args[0] if args else "results/kernel_bench.json"
     quick = "--quick" in flags
     loops = ts.TIME_LOOPS
+    t_start = time.time()
+    deadline = float("inf")
     bwd_loops = (ts.ScanConfig().bwd_loop,)   # the library's default backward unless --bwd-loop says otherwise
     grid_ns = None
     sweep_ls = (16, 32, 64)
@@ -533,6 +549,8 @@ def main():
             grid_ns = [int(n) for n in f.split("=", 1)[1].split(",")]
         elif f.startswith("--sweep-l="):
             sweep_ls = tuple(int(n) for n in f.split("=", 1)[1].split(","))
+        elif f.startswith("--deadline-s="):
+            deadline = t_start + float(f.split("=", 1)[1])
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
            "head_size": P_HEAD, "cmd": " ".join(sys.argv)}
 
@@ -669,7 +687,8 @@ def main():
                                           for b in bwd_loops})
         save()
     if "--sweep" in flags:
-        res["sweep"] = sweep_configs(save, res, sweep_ls, loops, bwd_loops, fwd="--sweep-no-fwd" not in flags)
+        res["sweep"] = sweep_configs(save, res, sweep_ls, loops, bwd_loops, fwd="--sweep-no-fwd" not in flags,
+                                     deadline=deadline)
         best = best_v3_config(res)
         if "--profile" in flags and best is not None:
             res["profile"].update(profile_kernels({"fastest v3 of the sweep": best}))

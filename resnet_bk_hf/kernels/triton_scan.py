@@ -949,7 +949,8 @@ class ScanConfig:
     # "sequential" (version 3: t loops with the state in registers and a per-program scratch slot).
     bwd_loop: str = "scan"
     # Version 3's main pass is persistent: this many programs per SM (None = as many as its warps allow,
-    # 64 // warps) take work items from a counter; each owns a scratch slot of L x K x channel-block complex.
+    # min(32, 64 // warps)) take work items from a counter; each owns a scratch slot of L x K x channel-block
+    # complex.
     bwd_programs_per_sm: int | None = None
     # Version 3's t loops: software-pipelining stages for their loads (1 = none; more = loads issued that many
     # steps ahead through shared memory, more registers).
@@ -1020,9 +1021,10 @@ def _c(x: torch.Tensor) -> torch.Tensor:
 
 def _bwd_programs(cfg: ScanConfig, device: torch.device) -> int:
     """Programs of version 3's persistent main pass: per SM (`bwd_programs_per_sm`, default what the warps
-    allow: 64 resident warps per SM on Hopper) x SMs. Programs that find no work left exit at once, so
-    more than fit only costs scratch memory; fewer leave SMs idle. The interpreter counts one SM."""
-    per_sm = cfg.bwd_programs_per_sm or max(1, 64 // (cfg.bwd_num_warps or cfg.num_warps))
+    allow on Hopper: 64 resident warps and 32 resident programs per SM) x SMs. Programs that find no work
+    left exit at once, so more than fit only costs scratch memory; fewer leave SMs idle. The interpreter
+    counts one SM."""
+    per_sm = cfg.bwd_programs_per_sm or min(32, max(1, 64 // (cfg.bwd_num_warps or cfg.num_warps)))
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
     return per_sm * sms
 
