@@ -1,7 +1,9 @@
 """Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
-        [--no-check] [--no-grid] [--sweep] [--profile] [--time-loop=scan|sequential]
+        [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64]
+        [--profile] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both] [--deadline-s=S]
+    PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
   * copy: device-to-device copy bandwidth (bytes read + written) measured in this run = the floor;
@@ -14,8 +16,22 @@ Prints tables and writes JSON:
     in registers); the backward is version 1 in both, so f+b differs only by the forward;
   * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton (both time loops), the PyTorch recurrent
     reference (and a torch.compile'd step loop), mambapy's parallel-scan selective scan (state 16),
-    causal SDPA (flash).
-Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X times only that loop.
+    causal SDPA (flash);
+  * sweep (--sweep; B = 1, N = 262144, d_model 1024, K = 8, f32): forward blocks per chunk length L, and the
+    backward alone per L for each backward loop: version 1 blocks (bwd_block_p, bwd_num_warps) and version 3
+    blocks (+ bwd_stages), then the fastest version-3 blocks with several bwd_programs_per_sm; every backward
+    row records the registers and spilled bytes of its main-pass kernel as compiled;
+  * profile (--profile): CUDA time per kernel of one forward + backward, default blocks per backward loop
+    and, after a sweep, the fastest version-3 blocks.
+Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X times only that forward loop;
+--bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3; both =
+each; default: the library's default loop), in the check, grid, compare, sweep and profile alike.
+--grid-n replaces the grid by (1, N, 1024, 8) float32 rows. --sweep-no-fwd skips the forward blocks in
+the sweep, --sweep-l picks its L. --deadline-s=S: the sweep skips (and lists) the configs it has not
+reached S seconds after the start, so a run under a time limit still ends with its profile and JSON.
+--ptxas[=ARCH] only compiles the backward's main passes (v1 and v3, the sweep's block shapes at K = 8) for
+sm_ARCH (default 90 = Hopper) with Triton's bundled ptxas and prints registers and spilled bytes per thread:
+a static check that runs on a machine without a GPU (TRITON_INTERPRET must be off).
 """
 from __future__ import annotations
 
@@ -34,6 +50,7 @@ from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
 
 DEV = "cuda"
 P_HEAD = 64
+GRID_N_D_MODEL = 1024   # d_model of the --grid-n rows
 
 
 def bench(fn, rep=200, warmup=25):
@@ -84,9 +101,40 @@ def bk_bytes(B, N, d, K, dtype):
     return fwd, fwd + bwd
 
 
-def loop_cfg(time_loop, K=8):
-    """The default config with the given forward time loop ("scan" = v1, "sequential" = v2)."""
-    return ts.default_config(P_HEAD, K, time_loop)
+def loop_cfg(time_loop, K=8, bwd_loop="scan"):
+    """The default config with the given forward time loop ("scan" = v1, "sequential" = v2) and backward
+    loop ("scan" = v1, "sequential" = v3)."""
+    return ts.default_config(P_HEAD, K, time_loop, bwd_loop)
+
+
+BWD_SHORT = {"scan": "v1", "sequential": "v3"}
+
+
+def kernel_usage(fn, **constexprs):
+    """Registers and spilled bytes per thread of the variant of Triton kernel `fn` compiled in this process
+    with these constexprs (and num_warps), or None when it cannot be found (e.g. another Triton version)."""
+    warps = constexprs.pop("num_warps")
+    try:
+        for cache in (c[0] for c in fn.device_caches.values()):
+            for k in cache.values():
+                k = k.result() if hasattr(k, "result") else k
+                consts = {fn.arg_names[i[0]]: v for i, v in k.src.constants.items() if len(i) == 1}
+                if k.metadata.num_warps == warps and all(consts.get(n) == v for n, v in constexprs.items()):
+                    return {"regs": k.n_regs, "spill_bytes": k.n_spills}
+    except Exception:  # noqa: BLE001 - Triton internals differ between versions
+        return None
+    return None
+
+
+def main_pass_usage(cfg, K=8):
+    """kernel_usage of the backward's main pass (v1 `_bwd_main_kernel` or v3 `_bwd_main_seq_kernel`) for cfg."""
+    BK = ts._next_pow2(K)
+    BP = min(cfg.bwd_block_p or cfg.block_p, ts._next_pow2(P_HEAD))
+    warps = cfg.bwd_num_warps or cfg.num_warps
+    if cfg.bwd_loop == "sequential":
+        return kernel_usage(ts._bwd_main_seq_kernel, L=cfg.block_t, BK=BK, BP=BP, STAGES=cfg.bwd_stages,
+                            num_warps=warps)
+    return kernel_usage(ts._bwd_main_kernel, L=cfg.block_t, BK=BK, BP=BP, num_warps=warps)
 
 
 def time_bk(B, N, d, K, dtype, cfg=None):
@@ -114,10 +162,10 @@ CHECKS = {
 }
 
 
-def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS):
+def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS, bwd_loops=("scan",)):
     """Forward + every gradient vs the float64 recurrent reference, poisoned outputs, ragged N.
 
-    The reference is computed once per case; the kernel runs once per forward time loop."""
+    The reference is computed once per case; the kernel runs once per (forward time loop, backward loop)."""
     out = {}
     torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
     for name, (B, N, H, K, a_scale, hop_hi, dtype, tol) in checks.items():
@@ -141,12 +189,12 @@ def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS):
         w[0] = w[0].to(dtype).double()   # dL/do reaches the kernel in o's dtype
         gr = torch.autograd.grad((o_r * w[0]).sum() + (g_r * w[1]).sum() + (y_r * w[2]).sum(), ref_in)
         rel = lambda x, r: ((x.detach().double().cpu() - r.detach()).norm() / r.detach().norm()).item()
-        for time_loop in time_loops:
-            key = f"{name} [{time_loop}]"
+        for time_loop, bwd_loop in [(t, b) for t in time_loops for b in bwd_loops]:
+            key = f"{name} [{time_loop}, bwd {BWD_SHORT[bwd_loop]}]"
             ts.POISON = True
             try:
                 o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], (k_in[7], k_in[8]),
-                                                                  config=loop_cfg(time_loop, K))
+                                                                  config=loop_cfg(time_loop, K, bwd_loop))
                 gk = torch.autograd.grad((o_k.float() * w[0].float().to(DEV)).sum()
                                          + (g_k * w[1].float().to(DEV)).sum()
                                          + (y_k * w[2].float().to(DEV)).sum(), k_in)
@@ -157,9 +205,9 @@ def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS):
                 errs["d_" + n] = rel(x, r)
             finite = all(torch.isfinite(t).all().item() for t in [o_k, g_k, y_k, *gk])
             worst = max(errs.values())
-            out[key] = {"time_loop": time_loop, "max_rel_err": worst, "tol": tol, "finite": finite,
-                        "pass": finite and worst <= tol, "errs": errs}
-            print(f"check {key:41s} max rel err {worst:.2e} (tol {tol:g}) finite={finite} "
+            out[key] = {"time_loop": time_loop, "bwd_loop": bwd_loop, "max_rel_err": worst, "tol": tol,
+                        "finite": finite, "pass": finite and worst <= tol, "errs": errs}
+            print(f"check {key:49s} max rel err {worst:.2e} (tol {tol:g}) finite={finite} "
                   f"{'PASS' if out[key]['pass'] else 'FAIL'}", flush=True)
     return out
 
@@ -273,24 +321,72 @@ def time_sdpa(N, d, dtype=torch.bfloat16):
 
 SWEEP_SHAPE = (1, 262144, 1024, 8)
 SWEEP_FWD = [(16, 4), (32, 4), (64, 8), (16, 2)]            # (block_p, num_warps) of the forward
-SWEEP_BWD = [(8, 4), (16, 4), (16, 8), (32, 8), (64, 8)]     # (bwd_block_p, bwd_num_warps)
+# Version 1 backward: (bwd_block_p, bwd_num_warps) per L. At L = 32 and 64 only the fastest two / one of the
+# H100 sweep of 2026-11-23 (benchmarks/results/h100_sweep.log: the others were 1.8-6.6x slower there).
+SWEEP_BWD = {16: [(8, 4), (16, 4), (16, 8), (32, 8), (64, 8)], 32: [(8, 4), (16, 8)], 64: [(8, 4)]}
+# Version 3 backward: (bwd_block_p, bwd_num_warps, bwd_stages), the same at every L (its registers do not
+# grow with L). 1-warp programs keep every channel and shift reduction inside a warp (no barrier per step).
+SWEEP_BWD_V3 = [(64, 8, 1), (64, 4, 1), (64, 4, 3), (64, 2, 1), (64, 1, 1), (32, 1, 1), (32, 1, 3), (32, 2, 1),
+                (16, 1, 1)]
+# bwd_programs_per_sm tried on the fastest version-3 blocks (None = the default, min(32, 64 // warps)): fewer
+# programs keep the scratch slots (L x K x channel-block complex each) in L2 but hide less latency.
+SWEEP_V3_PROGRAMS = [2, 4, 8, 16]
 
 
-def sweep_configs(save, res, block_ts=(16, 32, 64)):
-    """Forward (both time loops) and backward timed separately per chunk length L = block_t.
+def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bwd_loops=ts.BWD_LOOPS, fwd=True,
+                  deadline=float("inf")):
+    """Forward (per time loop) and backward (per backward loop) timed separately per chunk length L = block_t.
 
     The forward and the backward share L (the backward restarts from the forward's chunk-boundary
-    states) but may use different channel blocks and warps (ScanConfig.bwd_block_p / bwd_num_warps)."""
+    states) but may use different channel blocks and warps (ScanConfig.bwd_block_p / bwd_num_warps).
+    Returns the rows; res["sweep_best"] gets the fastest backward per backward loop."""
     B, N, d, K = SWEEP_SHAPE
     out = []
-    print(f"\nsweep B={B} N={N} d={d} K={K} f32: ms (median)", flush=True)
+    res["sweep"] = out
+    print(f"\nsweep B={B} N={N} d={d} K={K} f32: ms (median); bwd rows: main-pass registers / spilled bytes",
+          flush=True)
+
+    skipped = []
+    res["sweep_skipped_at_deadline"] = skipped
+
+    def time_bwd(cfg, xs, do, label):
+        if time.time() > deadline:
+            skipped.append(label.strip())
+            print(f"  {label}: skipped (deadline)", flush=True)
+            return None
+        try:
+            o = ts.causal_resolvent_scan_triton(*xs, config=cfg)[0]
+            t = bench(lambda: torch.autograd.grad(o, xs, do, retain_graph=True), rep=100)
+            del o
+        except Exception as e:  # noqa: BLE001
+            print(f"  {label}: {repr(e)[:200]}", flush=True)
+            return None
+        use = main_pass_usage(cfg, K) or {}
+        row = {"pass": "bwd", "bwd_loop": cfg.bwd_loop, "block_t": cfg.block_t, "block_p": cfg.bwd_block_p,
+               "num_warps": cfg.bwd_num_warps, "ms": t, "main_regs": use.get("regs"),
+               "main_spill_bytes": use.get("spill_bytes")}
+        if cfg.bwd_loop == "sequential":
+            row.update(bwd_stages=cfg.bwd_stages, bwd_programs_per_sm=cfg.bwd_programs_per_sm)
+        out.append(row)
+        print(f"  {label}: {t:8.3f}   regs {use.get('regs', '?')} spill {use.get('spill_bytes', '?')}", flush=True)
+        return t
+
+    def bwd_cfg(L, bp, nw, bwd_loop, stages=1, programs=None):
+        return ts.ScanConfig(block_t=L, block_p=32, chunk_block=16, num_warps=4, time_loop="sequential",
+                             bwd_block_p=bp, bwd_num_warps=nw, bwd_loop=bwd_loop, bwd_stages=stages,
+                             bwd_programs_per_sm=programs)
+
+    best = {}
     for L in block_ts:
         xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
         det = [x.detach() for x in xs]
         do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
-        for tl_ in ts.TIME_LOOPS:
+        for tl_ in (time_loops if fwd else ()):
             for bp, nw in SWEEP_FWD:
                 cfg = ts.ScanConfig(block_t=L, block_p=bp, chunk_block=16, num_warps=nw, time_loop=tl_)
+                if time.time() > deadline:
+                    skipped.append(f"fwd L={L} {tl_} bp={bp} nw={nw}")
+                    continue
                 try:
                     with torch.no_grad():
                         t = bench(lambda: ts.causal_resolvent_scan_triton(*det, config=cfg), rep=100)
@@ -299,32 +395,56 @@ def sweep_configs(save, res, block_ts=(16, 32, 64)):
                     continue
                 out.append({"pass": "fwd", "block_t": L, "time_loop": tl_, "block_p": bp, "num_warps": nw, "ms": t})
                 print(f"  fwd L={L:>3} {tl_:>10} bp={bp:>3} nw={nw}: {t:8.3f}", flush=True)
-        for bp, nw in SWEEP_BWD:
-            cfg = ts.ScanConfig(block_t=L, block_p=32, chunk_block=16, num_warps=4, time_loop="sequential",
-                                bwd_block_p=bp, bwd_num_warps=nw)
-            try:
-                o = ts.causal_resolvent_scan_triton(*xs, config=cfg)[0]
-                t = bench(lambda: torch.autograd.grad(o, xs, do, retain_graph=True), rep=100)
-                del o
-            except Exception as e:  # noqa: BLE001
-                print(f"  bwd L={L} bp={bp} nw={nw}: {repr(e)[:200]}", flush=True)
-                continue
-            out.append({"pass": "bwd", "block_t": L, "block_p": bp, "num_warps": nw, "ms": t})
-            print(f"  bwd L={L:>3} bp={bp:>3} nw={nw}: {t:8.3f}", flush=True)
-        res["sweep"] = out
+        if "scan" in bwd_loops:
+            for bp, nw in SWEEP_BWD.get(L, SWEEP_BWD[16]):
+                t = time_bwd(bwd_cfg(L, bp, nw, "scan"), xs, do, f"bwd v1 L={L:>3} bp={bp:>3} nw={nw}        ")
+                if t is not None and t < best.get("scan", (float("inf"),))[0]:
+                    best["scan"] = (t, {"block_t": L, "bwd_block_p": bp, "bwd_num_warps": nw})
+        if "sequential" in bwd_loops:
+            for bp, nw, st in SWEEP_BWD_V3:
+                t = time_bwd(bwd_cfg(L, bp, nw, "sequential", st), xs, do,
+                             f"bwd v3 L={L:>3} bp={bp:>3} nw={nw} stages={st}")
+                if t is not None and t < best.get("sequential", (float("inf"),))[0]:
+                    best["sequential"] = (t, {"block_t": L, "bwd_block_p": bp, "bwd_num_warps": nw,
+                                              "bwd_stages": st})
         save()
         del xs, det, do
         torch.cuda.empty_cache()
+    if "sequential" in best:
+        c = best["sequential"][1]
+        L = c["block_t"]
+        xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+        do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+        for programs in SWEEP_V3_PROGRAMS:
+            cfg = bwd_cfg(L, c["bwd_block_p"], c["bwd_num_warps"], "sequential", c["bwd_stages"], programs)
+            t = time_bwd(cfg, xs, do, f"bwd v3 L={L:>3} bp={c['bwd_block_p']:>3} nw={c['bwd_num_warps']} "
+                                      f"stages={c['bwd_stages']} programs/SM={programs}")
+            if t is not None and t < best["sequential"][0]:
+                best["sequential"] = (t, {**c, "bwd_programs_per_sm": programs})
+        del xs, do
+        torch.cuda.empty_cache()
+    res["sweep_best"] = {loop: {"ms": t, **c} for loop, (t, c) in best.items()}
+    for loop, (t, c) in best.items():
+        print(f"  fastest backward {BWD_SHORT[loop]}: {t:.3f} ms with {c}", flush=True)
+    if skipped:
+        print(f"  deadline: skipped {len(skipped)} configs (listed in sweep_skipped_at_deadline)", flush=True)
+    save()
     return out
 
 
-def profile_kernels(cfgs=None):
+def best_v3_config(res, K=8):
+    """The fastest version-3 backward of the sweep as a ScanConfig (forward: default blocks at that L)."""
+    c = res.get("sweep_best", {}).get("sequential")
+    if not c:
+        return None
+    c = {k: v for k, v in c.items() if k != "ms"}
+    return ts.ScanConfig(**{**vars(ts.default_config(P_HEAD, K, "sequential", "sequential")), **c})
+
+
+def profile_kernels(cfgs):
     """CUDA time per kernel of one forward + backward (torch.profiler), to see where the time goes."""
     from torch.profiler import ProfilerActivity, profile
     B, N, d, K = SWEEP_SHAPE
-    cfgs = cfgs or {"default": ts.default_config(P_HEAD, K),
-                    "L16 bwd-bp16-nw8": ts.ScanConfig(block_t=16, block_p=32, chunk_block=16, num_warps=4,
-                                                      bwd_block_p=16, bwd_num_warps=8)}
     out = {}
     for name, cfg in cfgs.items():
         xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
@@ -337,13 +457,65 @@ def profile_kernels(cfgs=None):
             torch.cuda.synchronize()
         rows = sorted(((e.key, e.device_time_total / 1e3, e.count) for e in prof.key_averages()
                        if e.device_time_total > 0), key=lambda r: -r[1])
-        out[name] = [{"kernel": k, "ms": ms, "calls": c} for k, ms, c in rows]
+        out[name] = {"config": vars(cfg), "main_pass": main_pass_usage(cfg, K),
+                     "kernels": [{"kernel": k, "ms": ms, "calls": c} for k, ms, c in rows]}
         print(f"\nprofile {name} {cfg}: CUDA ms per kernel, one fwd+bwd at B={B} N={N} d={d} K={K}")
+        print(f"  total {sum(ms for _, ms, _ in rows):.3f} ms; main pass {out[name]['main_pass']}")
         for k, ms, c in rows[:14]:
             print(f"  {ms:9.3f} ms  x{c:<3} {k[:90]}")
         del xs, do
         torch.cuda.empty_cache()
     return out
+
+
+def ptxas_usage(fn, constexprs, num_warps, arch=90):
+    """Compile Triton kernel `fn` for sm_`arch` without a GPU; (registers, spilled bytes) per thread."""
+    import re
+    import subprocess
+    import tempfile
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    sig = {n: "constexpr" if n in constexprs else ("*i32" if n == "work_ptr" else "*fp32") if n.endswith("_ptr")
+           else "i32" for n in fn.arg_names}
+    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs),
+                       target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(k.asm["cubin"])
+        cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+        dump = subprocess.run([cuobjdump, "--dump-resource-usage", path], capture_output=True, text=True,
+                              check=True).stdout
+    m = re.search(r"REG:(\d+)\s+STACK:(\d+)", dump)
+    return (int(m.group(1)), int(m.group(2))) if m else (None, None)
+
+
+def ptxas_table(arch=90, K=8):
+    """Registers / spilled bytes of the backward main passes for the sweep's block shapes (static, no GPU)."""
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        raise SystemExit("--ptxas compiles real kernels: unset TRITON_INTERPRET")
+    BK = ts._next_pow2(K)
+    print(f"triton {triton.__version__}: main passes compiled for sm_{arch}, K = {K}; registers / spilled bytes "
+          f"per thread (255 registers is the cap; spilled bytes > 0 = local-memory traffic every step)")
+    rows = []
+    for L, cfgs in SWEEP_BWD.items():
+        for bp, nw in cfgs:
+            r, sp = ptxas_usage(ts._bwd_main_kernel, {"L": L, "BK": BK, "BP": bp}, nw, arch)
+            rows.append({"bwd_loop": "scan", "block_t": L, "block_p": bp, "num_warps": nw, "regs": r,
+                         "spill_bytes": sp})
+            print(f"  v1 _bwd_main_kernel     L={L:>3} bp={bp:>3} nw={nw}         : {r:>4} regs {sp:>5} B spilled",
+                  flush=True)
+    for L in (16, 64):
+        for bp, nw, st in SWEEP_BWD_V3:
+            for split in (False, True) if (L, bp, nw, st) == (16, 32, 1, 1) else (False,):
+                consts = {"L": L, "BK": BK, "BP": bp, "SPLIT_P": split, "STAGES": st}
+                r, sp = ptxas_usage(ts._bwd_main_seq_kernel, consts, nw, arch)
+                rows.append({"bwd_loop": "sequential", "block_t": L, "block_p": bp, "num_warps": nw, "stages": st,
+                             "split_p": split, "regs": r, "spill_bytes": sp})
+                print(f"  v3 _bwd_main_seq_kernel L={L:>3} bp={bp:>3} nw={nw} stages={st}"
+                      f"{' split' if split else '      '}: {r:>4} regs {sp:>5} B spilled", flush=True)
+    return rows
 
 
 def main():
@@ -352,13 +524,33 @@ def main():
     if "--help" in flags or "-h" in sys.argv[1:]:
         print(__doc__)
         return
+    for f in flags:
+        if f == "--ptxas" or f.startswith("--ptxas="):
+            ptxas_table(int(f.split("=", 1)[1]) if "=" in f else 90)
+            return
     path = args[0] if args else "results/kernel_bench.json"
     quick = "--quick" in flags
     loops = ts.TIME_LOOPS
+    t_start = time.time()
+    deadline = float("inf")
+    bwd_loops = (ts.ScanConfig().bwd_loop,)   # the library's default backward unless --bwd-loop says otherwise
+    grid_ns = None
+    sweep_ls = (16, 32, 64)
     for f in flags:
         if f.startswith("--time-loop="):
             loops = (f.split("=", 1)[1],)
             ts.ScanConfig(time_loop=loops[0])   # ValueError naming the allowed values
+        elif f.startswith("--bwd-loop="):
+            value = f.split("=", 1)[1]
+            bwd_loops = ts.BWD_LOOPS if value == "both" else (value,)
+            if value != "both":
+                ts.ScanConfig(bwd_loop=value)   # ValueError naming the allowed values
+        elif f.startswith("--grid-n="):
+            grid_ns = [int(n) for n in f.split("=", 1)[1].split(",")]
+        elif f.startswith("--sweep-l="):
+            sweep_ls = tuple(int(n) for n in f.split("=", 1)[1].split(","))
+        elif f.startswith("--deadline-s="):
+            deadline = t_start + float(f.split("=", 1)[1])
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
            "head_size": P_HEAD, "cmd": " ".join(sys.argv)}
 
@@ -372,7 +564,7 @@ def main():
     print(f"device {res['device']}  torch {torch.__version__}  triton {triton.__version__}")
     print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)", flush=True)
     if "--no-check" not in flags:
-        res["check"] = correctness(time_loops=loops)
+        res["check"] = correctness(time_loops=loops, bwd_loops=bwd_loops)
         save()
 
     grid = [(1, 2048, 1024, 8), (1, 16384, 1024, 8), (1, 65536, 1024, 8), (1, 262144, 1024, 8),
@@ -384,43 +576,53 @@ def main():
     if quick:
         grid = [(1, 16384, 1024, 8), (1, 262144, 1024, 8)]
         dtypes = [torch.float32]
+    if grid_ns is not None:
+        grid = [(1, n, GRID_N_D_MODEL, 8) for n in grid_ns]
+        dtypes = [torch.float32]
     rows = []
     short = {"scan": "scan", "sequential": "seq"}
-    print("\nloop: scan = v1 (associative scan in a chunk), seq = v2 (sequential t loop in a chunk); "
-          "backward v1 in both. seq/scan = time ratio (< 1: v2 faster)")
-    print(f"\n{'B':>2} {'N':>8} {'d':>5} {'K':>3} {'io':>5} {'loop':>4} | {'fwd ms':>8} {'fwd %cp':>7} | "
-          f"{'f+b ms':>8} {'f+b %cp':>7} | {'mem f MiB':>9} {'mem fb MiB':>10} ok | seq/scan fwd f+b", flush=True)
+    print("\nloop: forward scan = v1 (associative scan in a chunk), seq = v2 (sequential t loop in a chunk) / "
+          "backward v1 (associative scans) or v3 (sequential walks). seq/scan = forward loops' time ratio "
+          "(same backward), v3/v1 = backward loops' f+b time ratio (same forward); < 1: the newer faster")
+    print(f"\n{'B':>2} {'N':>8} {'d':>5} {'K':>3} {'io':>5} {'loop':>7} | {'fwd ms':>8} {'fwd %cp':>7} | "
+          f"{'f+b ms':>8} {'f+b %cp':>7} | {'mem f MiB':>9} {'mem fb MiB':>10} ok | seq/scan fwd f+b | v3/v1 f+b",
+          flush=True)
     for dtype in dtypes:
         for (B, N, d, K) in grid:
             if dtype == torch.bfloat16 and (B, N, d, K) not in [(1, 65536, 1024, 8), (1, 1048576, 1024, 8)]:
                 continue
             by_loop = {}
-            for time_loop in loops:
+            for time_loop, bwd_loop in [(t, b) for t in loops for b in bwd_loops]:
+                name = f"{short[time_loop]}/{BWD_SHORT[bwd_loop]}"
                 try:
-                    t_f, t_fb, m_f, m_fb, ok = time_bk(B, N, d, K, dtype, loop_cfg(time_loop, K))
+                    t_f, t_fb, m_f, m_fb, ok = time_bk(B, N, d, K, dtype, loop_cfg(time_loop, K, bwd_loop))
                 except torch.OutOfMemoryError as e:
-                    print(f"{B:>2} {N:>8} {d:>5} {K:>3} {short[time_loop]:>4} OOM {e}")
+                    print(f"{B:>2} {N:>8} {d:>5} {K:>3} {name:>7} OOM {e}")
                     torch.cuda.empty_cache()
                     continue
                 bf, bfb = bk_bytes(B, N, d, K, dtype)
                 r = dict(B=B, N=N, d_model=d, K=K, io=str(dtype).split(".")[-1], time_loop=time_loop,
-                         fwd_ms=t_f, fwdbwd_ms=t_fb,
+                         bwd_loop=bwd_loop, fwd_ms=t_f, fwdbwd_ms=t_fb,
                          fwd_bytes=bf, fwdbwd_bytes=bfb, fwd_frac_copy=bf / (t_f * 1e-3) / bw,
                          fwdbwd_frac_copy=bfb / (t_fb * 1e-3) / bw, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
                          grads_finite=ok)
                 rows.append(r)
                 res["grid"] = rows
                 save()
-                by_loop[time_loop] = r
+                by_loop[time_loop, bwd_loop] = r
                 ratio = ""
-                if time_loop == "sequential" and "scan" in by_loop:
-                    r["seq_over_scan_fwd"] = t_f / by_loop["scan"]["fwd_ms"]
-                    r["seq_over_scan_fwdbwd"] = t_fb / by_loop["scan"]["fwdbwd_ms"]
+                if time_loop == "sequential" and ("scan", bwd_loop) in by_loop:
+                    r["seq_over_scan_fwd"] = t_f / by_loop["scan", bwd_loop]["fwd_ms"]
+                    r["seq_over_scan_fwdbwd"] = t_fb / by_loop["scan", bwd_loop]["fwdbwd_ms"]
                     ratio = f"{r['seq_over_scan_fwd']:.2f} {r['seq_over_scan_fwdbwd']:.2f}"
-                print(f"{B:>2} {N:>8} {d:>5} {K:>3} {r['io']:>5} {short[time_loop]:>4} | "
+                ratio_bwd = ""
+                if bwd_loop == "sequential" and (time_loop, "scan") in by_loop:
+                    r["v3_over_v1_fwdbwd"] = t_fb / by_loop[time_loop, "scan"]["fwdbwd_ms"]
+                    ratio_bwd = f"{r['v3_over_v1_fwdbwd']:.2f}"
+                print(f"{B:>2} {N:>8} {d:>5} {K:>3} {r['io']:>5} {name:>7} | "
                       f"{t_f:8.3f} {100 * r['fwd_frac_copy']:6.1f}% | "
-                      f"{t_fb:8.3f} {100 * r['fwdbwd_frac_copy']:6.1f}% | {m_f:9.0f} {m_fb:10.0f} {ok} | {ratio}",
-                      flush=True)
+                      f"{t_fb:8.3f} {100 * r['fwdbwd_frac_copy']:6.1f}% | {m_f:9.0f} {m_fb:10.0f} {ok} | "
+                      f"{ratio:>16} | {ratio_bwd}", flush=True)
     res["grid"] = rows
 
     if "--no-compare" not in flags:
@@ -433,11 +635,12 @@ def main():
         for N in Ns:
             r = {"N": N}
             for io in (torch.float32, torch.bfloat16):
-                for time_loop in loops:
-                    t_f, t_fb, m_f, m_fb, ok = time_bk(1, N, d, K, io, loop_cfg(time_loop, K))
-                    key = "bk_triton_" + ("seq_" if time_loop == "sequential" else "") + str(io).split(".")[-1]
+                for time_loop, bwd_loop in [(t, b) for t in loops for b in bwd_loops]:
+                    t_f, t_fb, m_f, m_fb, ok = time_bk(1, N, d, K, io, loop_cfg(time_loop, K, bwd_loop))
+                    key = ("bk_triton_" + ("seq_" if time_loop == "sequential" else "")
+                           + ("v3bwd_" if bwd_loop == "sequential" else "") + str(io).split(".")[-1])
                     r[key] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
-                                  time_loop=time_loop)
+                                  time_loop=time_loop, bwd_loop=bwd_loop)
             if N <= 4096:
                 try:
                     t_f, t_fb = time_recurrent(N, d, K)
@@ -470,6 +673,8 @@ def main():
                              else ("err" if k in r else "-"))
             print(f"N={N:>6}  bk f32 {fmt('bk_triton_float32')}  bk bf16 {fmt('bk_triton_bfloat16')}  "
                   f"bk-seq f32 {fmt('bk_triton_seq_float32')}  bk-seq bf16 {fmt('bk_triton_seq_bfloat16')}  "
+                  f"bk-seq-v3bwd f32 {fmt('bk_triton_seq_v3bwd_float32')}  "
+                  f"bk-seq-v3bwd bf16 {fmt('bk_triton_seq_v3bwd_bfloat16')}  "
                   f"recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
                   f"mambapy {fmt('mambapy_pscan_f32')}  sdpa {fmt('sdpa_flash_bf16')}", flush=True)
             for k, v in r.items():
@@ -477,10 +682,16 @@ def main():
                     print(f"   {k}: {v['error']}")
         res["compare"] = cmp_rows
 
+    if "--profile" in flags:      # default blocks first: a run stopped during the sweep keeps them
+        res["profile"] = profile_kernels({f"default, bwd {BWD_SHORT[b]}": loop_cfg("sequential", 8, b)
+                                          for b in bwd_loops})
+        save()
     if "--sweep" in flags:
-        res["sweep"] = sweep_configs(save, res)
-    if "--profile" in flags:
-        res["profile"] = profile_kernels()
+        res["sweep"] = sweep_configs(save, res, sweep_ls, loops, bwd_loops, fwd="--sweep-no-fwd" not in flags,
+                                     deadline=deadline)
+        best = best_v3_config(res)
+        if "--profile" in flags and best is not None:
+            res["profile"].update(profile_kernels({"fastest v3 of the sweep": best}))
     save()
     print(f"\nwrote {path}")
 

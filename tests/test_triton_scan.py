@@ -5,7 +5,8 @@ with CUDA the same checks run compiled on the GPU, plus GPU-size cases.
 Every check draws fresh random inputs (the `seed` fixture), poisons every buffer the
 kernels write with NaN first, and compares the forward and every input gradient
 (a, hop, u, C, z, initial state) with the float64 reference. The checks run for both in-chunk time loops
-of the forward (`ScanConfig.time_loop`: "scan" = version 1, "sequential" = version 2).
+of the forward (`ScanConfig.time_loop`: "scan" = version 1, "sequential" = version 2) and, for the gradients,
+both backward loops (`ScanConfig.bwd_loop`: "scan" = version 1, "sequential" = version 3).
 """
 import importlib
 import os
@@ -111,16 +112,22 @@ TINY = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_loop
 TINY_SEQ = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_loop="sequential")
 # Every CPU correctness check runs with both in-chunk time loops.
 both_loops = pytest.mark.parametrize("cfg", [TINY, TINY_SEQ], ids=["scan", "sequential"])
+# Version 3 backward (sequential walks, persistent programs with scratch slots) after the version-2 forward.
+# block_p 4: P = 6 or 8 splits the channels (atomic sums), P = 4 does not (plain stores into poisoned buffers).
+TINY_V3 = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_loop="sequential",
+                        bwd_loop="sequential", bwd_programs_per_sm=2)
+# The gradient checks also run with the version-3 backward.
+all_versions = pytest.mark.parametrize("cfg", [TINY, TINY_SEQ, TINY_V3], ids=["scan", "sequential", "v3-bwd"])
 
 
-@both_loops
+@all_versions
 def test_matches_float64_with_state_and_ragged_length(seed, cfg):
     # N = 19: not a multiple of the chunk (8) or the chunk-scan block (2 chunks); P = 6 over two blocks of 4;
     # K = 3 padded to 4 lanes.
     check(make_inputs(2, 19, 2, 6, 3), torch.float32, 1e-5, cfg)
 
 
-@both_loops
+@all_versions
 def test_extreme_potentials_and_hopping_near_contraction_limit(seed, cfg):
     # |a| up to ~1e3 and hop within 2% of eta_min, no initial state.
     xs = make_inputs(1, 21, 2, 4, 2, a_scale=300.0, hop_frac=(0.97, 0.999), with_state=False)
@@ -129,7 +136,7 @@ def test_extreme_potentials_and_hopping_near_contraction_limit(seed, cfg):
     assert errs["o"] < 1e-5
 
 
-@both_loops
+@all_versions
 def test_hopping_above_eta_non_contracting(seed, cfg):
     # The model's defaults allow hop > eta (|hop g| > 1 possible): chunk maps then grow inside a chunk,
     # but the resolvent bound |[(H - z)^-1]_ts| <= 1/eta keeps every composed map finite.
@@ -161,7 +168,7 @@ def test_model_with_triton_backend_matches_recurrent(seed):
         assert rel(p_tri.grad, p_ref.grad) < 1e-4, name
 
 
-@both_loops
+@all_versions
 def test_bf16_io(seed, cfg):
     check(make_inputs(1, 13, 1, 8, 2), torch.bfloat16, 1e-2, cfg)
 
@@ -200,6 +207,45 @@ def test_poison_is_detected(cfg, kernel):
         ts.POISON = False
 
 
+def test_poison_is_detected_by_the_v3_backward_checks():
+    """Skipping version 3's main pass leaves u_bar, c_bar, Dg and hop1 unwritten: with poison every input
+    gradient that reads them is NaN (the v3 sums are plain stores into uninitialised buffers when the
+    channels are not split, so only the poison can show a missed position)."""
+    xs = [x.to(DEVICE, torch.float32).requires_grad_() for x in make_inputs(1, 9, 1, 4, 2, with_state=False)]
+    old_kernel = ts._bwd_main_seq_kernel
+    ts.POISON = True
+    try:
+        class Skip:
+            def __getitem__(self, grid):
+                return lambda *args, **kw: None
+        ts._bwd_main_seq_kernel = Skip()
+        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY_V3)
+        grads = torch.autograd.grad(o.sum(), xs)
+        for name, g in zip(NAMES, grads):
+            if name in ("a", "hop", "u", "c_re", "c_im"):
+                assert torch.isnan(g).all(), name
+    finally:
+        ts._bwd_main_seq_kernel = old_kernel
+        ts.POISON = False
+
+
+def test_bwd_loop_and_its_knobs_are_validated():
+    with pytest.raises(ValueError, match="ScanConfig.bwd_loop.*scan.*sequential"):
+        ts.ScanConfig(bwd_loop="reverse")
+    for field, bad in [("bwd_programs_per_sm", 0), ("bwd_programs_per_sm", 2.0), ("bwd_stages", 0),
+                       ("bwd_stages", True)]:
+        with pytest.raises(ValueError, match=f"ScanConfig.{field} must be"):
+            ts.ScanConfig(**{field: bad})
+    cfg = ts.ScanConfig()
+    cfg.bwd_loop = "seq"                # edited after construction: caught at the call
+    xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 3, 1, 2, 2, with_state=False)]
+    with pytest.raises(ValueError, match="bwd_loop"):
+        ts.causal_resolvent_scan_triton(*xs, config=cfg)
+    # version 1 stays the default until the H100 has timed version 3
+    assert ts.ScanConfig().bwd_loop == "scan" and ts.default_config(64, 8).bwd_loop == "scan"
+    assert ts.default_config(64, 8, bwd_loop="sequential").bwd_loop == "sequential"
+
+
 def test_float64_falls_back_to_exact_recurrent(seed):
     xs = make_inputs(1, 7, 2, 3, 2)
     o, (g, y) = ts.causal_resolvent_scan_triton(*xs[:7], (xs[7], xs[8]))
@@ -220,28 +266,44 @@ def test_matches_naive_definition_length_one(seed, cfg):
 # ----------------------------------------------------------------------------- GPU sizes
 
 gpu = pytest.mark.skipif(not CUDA, reason="needs CUDA")
-gpu_loops = pytest.mark.parametrize("time_loop", ts.TIME_LOOPS)
+# (forward time loop, backward loop): v1 / v1, v2 / v1, v2 / v3
+gpu_loops = pytest.mark.parametrize("time_loop,bwd_loop", [("scan", "scan"), ("sequential", "scan"),
+                                                           ("sequential", "sequential")],
+                                    ids=["scan-scan", "sequential-scan", "sequential-sequential"])
 
 
 @gpu
 @gpu_loops
 @pytest.mark.parametrize("B,N,H,P,K", [(2, 4099, 4, 64, 8), (1, 1000, 3, 48, 5), (3, 777, 2, 32, 16)])
-def test_gpu_default_config_float32(seed, B, N, H, P, K, time_loop):
-    check(make_inputs(B, N, H, P, K), torch.float32, 1e-5, ts.default_config(P, K, time_loop))
+def test_gpu_default_config_float32(seed, B, N, H, P, K, time_loop, bwd_loop):
+    check(make_inputs(B, N, H, P, K), torch.float32, 1e-5, ts.default_config(P, K, time_loop, bwd_loop))
 
 
 @gpu
 @gpu_loops
-def test_gpu_extremes_default_config(seed, time_loop):
+def test_gpu_extremes_default_config(seed, time_loop, bwd_loop):
     xs = make_inputs(2, 3001, 4, 64, 8, a_scale=300.0, hop_frac=(0.97, 0.999))
     xs[0][:, ::5] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::5]))
-    check(xs, torch.float32, 1e-5, ts.default_config(64, 8, time_loop))
+    check(xs, torch.float32, 1e-5, ts.default_config(64, 8, time_loop, bwd_loop))
 
 
 @gpu
 @gpu_loops
-def test_gpu_bf16(seed, time_loop):
-    check(make_inputs(2, 2050, 4, 64, 8), torch.bfloat16, 1e-2, ts.default_config(64, 8, time_loop))
+def test_gpu_bf16(seed, time_loop, bwd_loop):
+    check(make_inputs(2, 2050, 4, 64, 8), torch.bfloat16, 1e-2, ts.default_config(64, 8, time_loop, bwd_loop))
+
+
+@gpu
+@pytest.mark.parametrize("L,bwd_bp,warps,stages,per_sm", [(64, 32, 1, 3, 1), (32, 16, 4, 1, 3), (16, 64, 2, 2, 40)])
+def test_gpu_v3_blocks_split_channels_pipelined_and_few_programs(seed, L, bwd_bp, warps, stages, per_sm):
+    """Version 3 off its default blocks: long chunks, split channels (atomic sums), pipelined loads, few
+    persistent programs (long work queues per scratch slot) or more than can be resident at once."""
+    cfg = ts.ScanConfig(block_t=L, block_p=32, chunk_block=16, num_warps=4, time_loop="sequential",
+                        bwd_block_p=bwd_bp, bwd_num_warps=warps, bwd_loop="sequential", bwd_programs_per_sm=per_sm,
+                        bwd_stages=stages)
+    xs = make_inputs(2, 5003, 3, 64, 8, hop_frac=(0.5, 0.999))
+    xs[0][:, ::7] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::7]))
+    check(xs, torch.float32, 1e-5, cfg)
 
 
 @pytest.mark.parametrize("cfg", [TINY_SEQ], ids=["sequential"])

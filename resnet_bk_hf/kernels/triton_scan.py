@@ -57,6 +57,19 @@ Backward (exact, DESIGN.md 2.4), reusing the saved chunk-boundary g and y:
   The initial-state gradients are one step of each reverse scan past t = 0.
 Nothing per position is stored between passes except the gradient outputs and
 the (B, N, H, K) buffers Dg and c_bar (the size of C).
+
+Backward version 3 (`ScanConfig(bwd_loop="sequential")`; the default stays "scan" until the H100
+has timed both): the two passes on (L, K, BLOCK_P) tiles walk time instead of scanning it.
+  1. `_ybar_maps_seq`: walks t forward, B = sum_t pi_t C_t do_t with pi_t the product of the factors
+     conj(-hop g) so far (g by the exact recurrence one step ahead), A = the whole product.
+  3. `_bwd_main_seq`: persistent programs, each owning a scratch slot in global memory of
+     L x K x BLOCK_P complex (y) and L x K complex (g), take (chunk, b*h, channel block) items from an
+     atomic counter. Per item a forward walk from (Gs, Ys) writes y_{t-1} and g_t into the slot, then a
+     reverse walk carries Ybar (registers) from Yb and reads them back to form u_bar, c_bar, Dg, hop1
+     exactly as `_bwd_main`. Registers no longer grow with L; the slot's traffic (2 x K x BLOCK_P
+     complex per position) goes to L2, or HBM when the live slots outgrow it. Channel sums are plain
+     stores unless the channels are split over programs (then atomics, as version 1 always does).
+Passes 2, 4, 5 and the saved states are shared with version 1; the forward is independent of it.
 """
 from __future__ import annotations
 
@@ -639,6 +652,196 @@ def _bwd_main_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_p
     tl.atomic_add(hop1_ptr + ab_base + t64 * H, h1, mask=vt)
 
 
+# ----------------------------------------------------------------------------- backward, bwd_loop="sequential"
+# Version 3 of the backward's (L, K, BLOCK_P) passes: sequential walks over t with the state in registers,
+# no tl.associative_scan on (L, K, BLOCK_P) tiles. Same inputs and outputs as `_ybar_maps` / `_bwd_main`.
+
+
+@triton.jit
+def _ybar_maps_seq_kernel(a_ptr, hop_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, do_ptr,
+                          ab_ptr, bb_ptr, N, H, K, P, nC,
+                          L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr, STAGES: tl.constexpr):
+    """Same output as `_ybar_maps_kernel`: the chunk's reverse map Ybar_{t0} = A Ybar_{t1} + B.
+
+    Walks t = t0 .. t1-1 forward (g needs no reverse walk that way):
+        B = sum_t pi_t C_t do_t,  pi_t = prod_{t0 <= j < t} e_j,  A = pi_{t1},
+        e_j = conj(-hop_{j+1} g_{j+1})  (1 for j = N - 1: nothing follows the last position).
+    pi is a product of the resolvent's own factors -hop g, bounded like the forward's chunk map A."""
+    pid_c = tl.program_id(0)
+    bh = tl.program_id(1)
+    pb = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    ab_base = b.to(tl.int64) * N * H + h
+    kk = tl.arange(0, BK)
+    km = kk < K
+    pp = pb * BP + tl.arange(0, BP)
+    pm = pp < P
+    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[:, None]
+    gbase = (bh * (nC + 1) + pid_c).to(tl.int64) * K * 2
+    gr = tl.load(gs_ptr + gbase + kk * 2, mask=km, other=0.0)[:, None]
+    gi = tl.load(gs_ptr + gbase + kk * 2 + 1, mask=km, other=0.0)[:, None]
+    t0 = pid_c * L
+    t1 = tl.minimum(t0 + L, N)
+    off = ab_base + t0.to(tl.int64) * H      # element offset of (b, t, h), advanced by H per step
+    gr, gi = _step(tl.load(a_ptr + off).to(tl.float32), tl.load(hop_ptr + off).to(tl.float32), zr, zi, gr, gi)
+    pir = tl.zeros([BK, 1], dtype=tl.float32) + 1.0
+    pii = tl.zeros([BK, 1], dtype=tl.float32)
+    br = tl.zeros([BK, BP], dtype=tl.float32)
+    bi = tl.zeros([BK, BP], dtype=tl.float32)
+    for t in tl.range(t0, t1, num_stages=STAGES):
+        cr = tl.load(c_re_ptr + off * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+        ci = tl.load(c_im_ptr + off * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+        d_o = tl.load(do_ptr + off * P + pp, mask=pm, other=0.0).to(tl.float32)[None, :]
+        wr, wi = _cmul(pir, pii, cr, ci)
+        br += wr * d_o
+        bi += wi * d_o
+        # e_t from g_{t+1} (one exact step of the g recurrence ahead)
+        has_next = t + 1 < N
+        a_n = tl.load(a_ptr + off + H, mask=has_next, other=0.0).to(tl.float32)
+        b_n = tl.load(hop_ptr + off + H, mask=has_next, other=0.0).to(tl.float32)
+        gr, gi = _step(a_n, b_n, zr, zi, gr, gi)
+        er = tl.where(has_next, -b_n * gr, 1.0)
+        ei = tl.where(has_next, b_n * gi, 0.0)
+        pir, pii = _cmul(er, ei, pir, pii)
+        off += H
+    abase = (bh * nC + pid_c).to(tl.int64) * K * 2
+    a_first = km & ((kk * 0 + pb) == 0)
+    tl.store(ab_ptr + abase + kk * 2, tl.sum(pir, axis=1), mask=a_first)
+    tl.store(ab_ptr + abase + kk * 2 + 1, tl.sum(pii, axis=1), mask=a_first)
+    boff = ((bh * nC + pid_c).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+    kp_mask = km[:, None] & pm[None, :]
+    tl.store(bb_ptr + boff, br, mask=kp_mask)
+    tl.store(bb_ptr + boff + 1, bi, mask=kp_mask)
+
+
+@triton.jit
+def _bwd_main_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, ys_ptr, yb_ptr,
+                         do_ptr, ubar_ptr, cbar_ptr, dg_ptr, hop1_ptr, yscr_ptr, gscr_ptr, work_ptr,
+                         N, H, K, P, nC, BH, nPB, n_items,
+                         L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr, SPLIT_P: tl.constexpr,
+                         STAGES: tl.constexpr):
+    """Same outputs as `_bwd_main_kernel` (u_bar, c_bar, Dg, hop1) for one chunk and channel block per work item.
+
+    Persistent: each program owns one scratch slot (y_{t-1}: L x (re, im) x BK x BP floats; g_t: L x (re, im) x BK)
+    and takes work items (chunk, b*h, channel block) from an atomic counter until none is left, so the scratch
+    is bounded by the number of programs, not by N. Per item:
+      1. forward walk t = t0 .. t1-1 from the chunk-boundary states (Gs, Ys): write y_{t-1} and g_t to the slot;
+      2. reverse walk t = t1-1 .. t0 carrying Ybar (BK x BP, registers) from Yb at the next chunk's start and
+         y_t from the step before (the forward walk's last y at the start), reading y_{t-1}, g_t back:
+             Ybar_t = conj(-hop_{t+1} g_{t+1}) Ybar_{t+1} + C_t do_t,   r_bar = conj(g_t) Ybar_t,
+             u_bar_t = Re sum_k r_bar,  c_bar_t = sum_p do_t y_t,  Dg_t = sum_p conj(r_t) Ybar_t,
+             hop1_t = -Re sum_{k,p} conj(y_{t-1}) r_bar,   r_t = u_t - hop_t y_{t-1}.
+    SPLIT_P (the channels split over programs): the channel sums are atomic adds into zeroed buffers;
+    otherwise plain stores. STAGES > 1 lets Triton's pipeliner prefetch the walks' loads (ScanConfig.bwd_stages)."""
+    prog = tl.program_id(0)
+    kk = tl.arange(0, BK)
+    km = kk < K
+    jj = tl.arange(0, BP)
+    tile = kk[:, None] * BP + jj[None, :]               # scratch (BK, BP) plane, all lanes (padding included)
+    yslot = prog.to(tl.int64) * L * 2 * BK * BP
+    gslot = prog.to(tl.int64) * L * 2 * BK
+    item = tl.atomic_add(work_ptr, 1)
+    while item < n_items:
+        pb = item % nPB
+        pid_c = item // nPB // BH
+        bh = (item // nPB) % BH
+        b = bh // H
+        h = bh % H
+        ab_base = b.to(tl.int64) * N * H + h
+        pp = pb * BP + jj
+        pm = pp < P
+        kp_mask = km[:, None] & pm[None, :]
+        zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[:, None]
+        zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[:, None]
+        gbase = (bh * (nC + 1) + pid_c).to(tl.int64) * K * 2
+        gr = tl.load(gs_ptr + gbase + kk * 2, mask=km, other=0.0)[:, None]
+        gi = tl.load(gs_ptr + gbase + kk * 2 + 1, mask=km, other=0.0)[:, None]
+        yoff = ((bh * (nC + 1) + pid_c).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+        yr = tl.load(ys_ptr + yoff, mask=kp_mask, other=0.0)
+        yi = tl.load(ys_ptr + yoff + 1, mask=kp_mask, other=0.0)
+        t0 = pid_c * L
+        n = tl.minimum(t0 + L, N) - t0
+        off0 = ab_base + t0.to(tl.int64) * H      # element offset of (b, t0, h)
+        # 1. forward walk: y_{t-1} and g_t into the slot
+        off = off0
+        for i in tl.range(0, n, num_stages=STAGES):
+            a_t = tl.load(a_ptr + off).to(tl.float32)
+            b_t = tl.load(hop_ptr + off).to(tl.float32)
+            u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
+            ys_i = yscr_ptr + yslot + i * 2 * BK * BP + tile
+            tl.store(ys_i, yr)
+            tl.store(ys_i + BK * BP, yi)
+            gr, gi = _step(a_t, b_t, zr, zi, gr, gi)
+            gs_i = gscr_ptr + gslot + i * 2 * BK + kk[:, None]
+            tl.store(gs_i, gr)
+            tl.store(gs_i + BK, gi)
+            yr, yi = _cmul(gr, gi, u_t - b_t * yr, -b_t * yi)
+            off += H
+        # the factor that carries Ybar from the next chunk's first position: conj(-hop_{t1} g_{t1}), 1 past N
+        has_next = t0 + n < N
+        off_n = off0 + n.to(tl.int64) * H
+        a_n = tl.load(a_ptr + off_n, mask=has_next, other=0.0).to(tl.float32)
+        b_n = tl.load(hop_ptr + off_n, mask=has_next, other=0.0).to(tl.float32)
+        gnr, gni = _step(a_n, b_n, zr, zi, gr, gi)
+        er = tl.where(has_next, -b_n * gnr, 1.0)
+        ei = tl.where(has_next, b_n * gni, 0.0)
+        yboff = ((bh * (nC + 1) + pid_c + 1).to(tl.int64) * K + kk[:, None]) * P * 2 + pp[None, :] * 2
+        ybr = tl.load(yb_ptr + yboff, mask=kp_mask, other=0.0)
+        ybi = tl.load(yb_ptr + yboff + 1, mask=kp_mask, other=0.0)
+        tl.debug_barrier()      # the slot written above is read below, maybe by other threads of the program
+        # 2. reverse walk
+        for j in tl.range(0, n, num_stages=STAGES):
+            i = n - 1 - j
+            off = off0 + i.to(tl.int64) * H
+            cr = tl.load(c_re_ptr + off * K + kk[:, None], mask=km[:, None], other=0.0).to(tl.float32)
+            ci = tl.load(c_im_ptr + off * K + kk[:, None], mask=km[:, None], other=0.0).to(tl.float32)
+            d_o = tl.load(do_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
+            u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
+            b_t = tl.load(hop_ptr + off).to(tl.float32)
+            ys_i = yscr_ptr + yslot + i * 2 * BK * BP + tile
+            ypr = tl.load(ys_i)
+            ypi = tl.load(ys_i + BK * BP)
+            gs_i = gscr_ptr + gslot + i * 2 * BK + kk[:, None]
+            gtr = tl.load(gs_i)
+            gti = tl.load(gs_i + BK)
+            # Ybar_t = e Ybar_{t+1} + C_t do_t
+            ybr, ybi = er * ybr - ei * ybi + cr * d_o, er * ybi + ei * ybr + ci * d_o
+            # r_bar = conj(g_t) Ybar_t; u_bar = Re sum_k r_bar
+            rbr = gtr * ybr + gti * ybi
+            rbi = gtr * ybi - gti * ybr
+            tl.store(ubar_ptr + off * P + pp, tl.sum(rbr, axis=0).to(ubar_ptr.dtype.element_ty), mask=pm)
+            # r_t = u_t - hop_t y_{t-1}
+            rr = u_t - b_t * ypr
+            ri = -b_t * ypi
+            koff = (off * K + kk) * 2
+            cb_r = tl.sum(d_o * yr, axis=1)
+            cb_i = tl.sum(d_o * yi, axis=1)
+            dg_r = tl.sum(rr * ybr + ri * ybi, axis=1)
+            dg_i = tl.sum(rr * ybi - ri * ybr, axis=1)
+            h1 = -tl.sum(tl.sum(ypr * rbr + ypi * rbi, axis=1), axis=0)
+            if SPLIT_P:
+                tl.atomic_add(cbar_ptr + koff, cb_r, mask=km)
+                tl.atomic_add(cbar_ptr + koff + 1, cb_i, mask=km)
+                tl.atomic_add(dg_ptr + koff, dg_r, mask=km)
+                tl.atomic_add(dg_ptr + koff + 1, dg_i, mask=km)
+                tl.atomic_add(hop1_ptr + off, h1)
+            else:
+                tl.store(cbar_ptr + koff, cb_r, mask=km)
+                tl.store(cbar_ptr + koff + 1, cb_i, mask=km)
+                tl.store(dg_ptr + koff, dg_r, mask=km)
+                tl.store(dg_ptr + koff + 1, dg_i, mask=km)
+                tl.store(hop1_ptr + off, h1)
+            # step to t - 1: its Ybar factor uses g_t, hop_t; its y_t is this step's y_{t-1}
+            er = -b_t * gtr
+            ei = b_t * gti
+            yr = ypr
+            yi = ypi
+        tl.debug_barrier()      # every thread is done with the slot before the next item overwrites it
+        item = tl.atomic_add(work_ptr, 1)
+
+
 @triton.jit
 def _gbar_window(a_ptr, hop_ptr, dg_ptr, ab_base, H, N, K, pid_c, zr, zi, gr, gi,
                  L: tl.constexpr, BK: tl.constexpr):
@@ -724,6 +927,7 @@ def _g_final_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, dg_ptr, gb_ptr, 
 
 
 TIME_LOOPS = ("scan", "sequential")
+BWD_LOOPS = ("scan", "sequential")
 
 
 @dataclass
@@ -741,9 +945,26 @@ class ScanConfig:
     # the chunk-boundary states the forward saved.
     bwd_block_p: Optional[int] = None
     bwd_num_warps: Optional[int] = None
+    # How the backward's (L, K, channel) passes walk time: "scan" (version 1, tl.associative_scan) or
+    # "sequential" (version 3: t loops with the state in registers and a per-program scratch slot).
+    bwd_loop: str = "scan"
+    # Version 3's main pass is persistent: this many programs per SM (None = as many as its warps allow,
+    # min(32, 64 // warps)) take work items from a counter; each owns a scratch slot of L x K x channel-block
+    # complex.
+    bwd_programs_per_sm: int | None = None
+    # Version 3's t loops: software-pipelining stages for their loads (1 = none; more = loads issued that many
+    # steps ahead through shared memory, more registers).
+    bwd_stages: int = 1
 
     def __post_init__(self):
         _check_time_loop(self.time_loop)
+        _check_bwd_loop(self.bwd_loop)
+        v = self.bwd_programs_per_sm
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"ScanConfig.bwd_programs_per_sm must be an int >= 1 or None, got {v!r}")
+        v = self.bwd_stages
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"ScanConfig.bwd_stages must be an int >= 1, got {v!r}")
         for name in ("block_t", "block_p", "chunk_block", "num_warps", "bwd_block_p", "bwd_num_warps"):
             v = getattr(self, name)
             if v is None and name.startswith("bwd_"):
@@ -757,18 +978,24 @@ def _check_time_loop(value) -> None:
         raise ValueError(f"ScanConfig.time_loop must be one of {TIME_LOOPS}, got {value!r}")
 
 
+def _check_bwd_loop(value) -> None:
+    if value not in BWD_LOOPS:
+        raise ValueError(f"ScanConfig.bwd_loop must be one of {BWD_LOOPS}, got {value!r}")
+
+
 def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-def default_config(P: int, K: int, time_loop: str = "sequential") -> ScanConfig:
+def default_config(P: int, K: int, time_loop: str = "sequential", bwd_loop: str = "scan") -> ScanConfig:
     """Blocks chosen by `kernel_bench.py --sweep` on an H100 (N=262144, d_model=1024, P=64, K=8;
-    docs/benchmarks.md): chunks of 16, forward 32 channels x 4 warps, backward 64 channels x 8 warps."""
+    docs/benchmarks.md): chunks of 16, forward 32 channels x 4 warps, backward 64 channels x 8 warps.
+    `bwd_loop="sequential"` (version 3) keeps these blocks until the sweep has timed its own."""
     BK = _next_pow2(K)
     bp = max(1, min(_next_pow2(P), max(1, 256 // BK)))
     bwd_bp = max(1, min(_next_pow2(P), max(1, 512 // BK)))
     return ScanConfig(block_t=16, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
-                      bwd_block_p=bwd_bp, bwd_num_warps=8)
+                      bwd_block_p=bwd_bp, bwd_num_warps=8, bwd_loop=bwd_loop)
 
 
 def _interpret() -> bool:
@@ -790,6 +1017,16 @@ def _empty_like(x: torch.Tensor) -> torch.Tensor:
 
 def _c(x: torch.Tensor) -> torch.Tensor:
     return x if x.is_contiguous() else x.contiguous()
+
+
+def _bwd_programs(cfg: ScanConfig, device: torch.device) -> int:
+    """Programs of version 3's persistent main pass: per SM (`bwd_programs_per_sm`, default what the warps
+    allow on Hopper: 64 resident warps and 32 resident programs per SM) x SMs. Programs that find no work
+    left exit at once, so more than fit only costs scratch memory; fewer leave SMs idle. The interpreter
+    counts one SM."""
+    per_sm = cfg.bwd_programs_per_sm or min(32, max(1, 64 // (cfg.bwd_num_warps or cfg.num_warps)))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    return per_sm * sms
 
 
 def _affine_scan(A, Bv, init, nC, K, Q, reverse, cfg, BK):
@@ -844,19 +1081,39 @@ def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: S
     dev = u.device
     f32 = torch.float32
     cfg = replace(cfg, num_warps=cfg.bwd_num_warps or cfg.num_warps)
+    _check_bwd_loop(cfg.bwd_loop)        # the dataclass checks at construction; this catches later edits
+    seq = cfg.bwd_loop == "sequential"
     grid = (nC, BH, nPB)
     Ab = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     Bb = _empty(BH, nC, K, P, 2, dtype=torch.float32, device=dev)
-    _ybar_maps_kernel[grid](a, hop, c_re, c_im, z_re, z_im, Gs, d_o, Ab, Bb, N, H, K, P, nC,
-                            L=L, BK=BK, BP=BP, num_warps=cfg.num_warps)
+    ybar_maps = _ybar_maps_seq_kernel if seq else _ybar_maps_kernel
+    stages = {"STAGES": cfg.bwd_stages} if seq else {}
+    ybar_maps[grid](a, hop, c_re, c_im, z_re, z_im, Gs, d_o, Ab, Bb, N, H, K, P, nC,
+                    L=L, BK=BK, BP=BP, num_warps=cfg.num_warps, **stages)
     Yb = _affine_scan(Ab, Bb, d_yN, nC, K, P, True, cfg, BK)
     del Ab, Bb
     u_bar = _empty_like(u)
-    c_bar = torch.zeros(B, N, H, K, 2, dtype=f32, device=dev)
-    Dg = torch.zeros(B, N, H, K, 2, dtype=f32, device=dev)
-    hop1 = torch.zeros(B, N, H, dtype=f32, device=dev)
-    _bwd_main_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg, hop1,
-                           N, H, K, P, nC, L=L, BK=BK, BP=BP, num_warps=cfg.num_warps)
+    # Channel sums: atomics into zeros where several programs share a position (v1 always; v3 when P is split).
+    split = nPB > 1
+    sums = (lambda *s: torch.zeros(*s, dtype=f32, device=dev)) if (split or not seq) else \
+        (lambda *s: _empty(*s, dtype=f32, device=dev))
+    c_bar = sums(B, N, H, K, 2)
+    Dg = sums(B, N, H, K, 2)
+    hop1 = sums(B, N, H)
+    if seq:
+        n_items = nC * BH * nPB
+        n_prog = min(n_items, _bwd_programs(cfg, dev))
+        yscr = _empty(n_prog, L, 2, BK, BP, dtype=f32, device=dev)
+        gscr = _empty(n_prog, L, 2, BK, dtype=f32, device=dev)
+        work = torch.zeros(1, dtype=torch.int32, device=dev)
+        _bwd_main_seq_kernel[(n_prog,)](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg,
+                                        hop1, yscr, gscr, work, N, H, K, P, nC, BH, nPB, n_items,
+                                        L=L, BK=BK, BP=BP, SPLIT_P=split, STAGES=cfg.bwd_stages,
+                                        num_warps=cfg.num_warps)
+        del yscr, gscr
+    else:
+        _bwd_main_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg, hop1,
+                               N, H, K, P, nC, L=L, BK=BK, BP=BP, num_warps=cfg.num_warps)
     Ag = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     Bg = _empty(BH, nC, K, 1, 2, dtype=torch.float32, device=dev)
     _gbar_maps_kernel[(nC, BH)](a, hop, z_re, z_im, Gs, Dg, Ag, Bg, N, H, K, nC, L=L, BK=BK,
@@ -945,9 +1202,10 @@ def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optio
         return u.new_empty(B, 0, H, P), (state[0].float(), state[1].float())
     cfg = config or default_config(P, K)
     _check_time_loop(cfg.time_loop)
+    _check_bwd_loop(cfg.bwd_loop)
     g0, y0 = (None, None) if state is None else state
     o, gN, yN = TritonScanFn.apply(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg)
     return o, (gN, yN)
 
 
-__all__ = ["ScanConfig", "TIME_LOOPS", "TritonScanFn", "causal_resolvent_scan_triton", "default_config"]
+__all__ = ["BWD_LOOPS", "ScanConfig", "TIME_LOOPS", "TritonScanFn", "causal_resolvent_scan_triton", "default_config"]
