@@ -129,7 +129,7 @@ def test_operators_read_through_hooks_reproduce_the_mixer(seed, kw):
         layers = model_hamiltonians(model, ids, mask)
         model(ids, attention_mask=mask, use_cache=False)
         x = seen["args"][0]
-        v, a, hop, z = mixer_hamiltonian(mixer, x, seen["args"][1], seen["args"][2], seen["args"][4])
+        v, a, hop, z = mixer_hamiltonian(mixer, x, *seen["args"][1:3], *seen["args"][4:6])
         parts = dict(zip(mixer.split_sizes, mixer.in_proj(x).split(list(mixer.split_sizes.values()), dim=-1)))
         if mixer.config.mixer_mode == "resolvent":
             H, P, K = mixer.num_heads, mixer.head_dim, mixer.num_shifts

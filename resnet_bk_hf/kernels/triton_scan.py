@@ -947,7 +947,7 @@ class ScanConfig:
     bwd_num_warps: Optional[int] = None
     # How the backward's (L, K, channel) passes walk time: "scan" (version 1, tl.associative_scan) or
     # "sequential" (version 3: t loops with the state in registers and a per-program scratch slot).
-    bwd_loop: str = "scan"
+    bwd_loop: str = "sequential"
     # Version 3's main pass is persistent: this many programs per SM (None = as many as its warps allow,
     # min(32, 64 // warps)) take work items from a counter; each owns a scratch slot of L x K x channel-block
     # complex.
@@ -987,13 +987,17 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-def default_config(P: int, K: int, time_loop: str = "sequential", bwd_loop: str = "scan") -> ScanConfig:
+def default_config(P: int, K: int, time_loop: str = "sequential", bwd_loop: str = "sequential") -> ScanConfig:
     """Blocks chosen by `kernel_bench.py --sweep` on an H100 (N=262144, d_model=1024, P=64, K=8;
-    docs/benchmarks.md): chunks of 16, forward 32 channels x 4 warps, backward 64 channels x 8 warps.
-    `bwd_loop="sequential"` (version 3) keeps these blocks until the sweep has timed its own."""
+    docs/benchmarks.md). Version 3 backward (the default): chunks of 64, forward 32 channels x 4 warps,
+    backward 64 channels x 1 warp, 8 programs per SM. Version 1 backward: chunks of 16 (its associative
+    scans spill at longer chunks), backward 64 channels x 8 warps."""
     BK = _next_pow2(K)
     bp = max(1, min(_next_pow2(P), max(1, 256 // BK)))
     bwd_bp = max(1, min(_next_pow2(P), max(1, 512 // BK)))
+    if bwd_loop == "sequential":
+        return ScanConfig(block_t=64, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
+                          bwd_block_p=bwd_bp, bwd_num_warps=1, bwd_loop=bwd_loop, bwd_programs_per_sm=8)
     return ScanConfig(block_t=16, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
                       bwd_block_p=bwd_bp, bwd_num_warps=8, bwd_loop=bwd_loop)
 

@@ -35,7 +35,7 @@ class LayerHamiltonian:
 
 
 def mixer_hamiltonian(mixer: ResNetBKMixer, x: torch.Tensor, attention_mask=None, prev_mask=None,
-                      positions=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                      doc_start=None, positions=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(v, a, hop) as (B, N, H) in float32/64 and z (H, K) complex, for the mixer's input x (B, N, D)."""
     cfg = mixer.config
     B, N, _ = x.shape
@@ -51,6 +51,8 @@ def mixer_hamiltonian(mixer: ResNetBKMixer, x: torch.Tensor, attention_mask=None
         m = attention_mask.to(hop.dtype)
         first = prev_mask.to(hop.dtype)[:, None] if prev_mask is not None else torch.ones_like(m[:, :1])
         hop = hop * torch.cat([first, m[:, :-1]], dim=1)[..., None]
+    if doc_start is not None:   # packed documents (position_ids restart): no hopping across the boundary
+        hop = hop * (~doc_start).to(device=hop.device, dtype=hop.dtype)[..., None]
     z_re, z_im = mixer.shifts()
     return v, cfg.h0_diag + v, hop, torch.complex(z_re.to(RTYPE), z_im.to(RTYPE))
 
@@ -68,9 +70,9 @@ def model_hamiltonians(model, input_ids: torch.Tensor, attention_mask=None) -> l
     captured = {}
 
     def hook(module, args):
-        x, mask, prev_mask, _state = (list(args) + [None] * 4)[:4]
-        positions = args[4] if len(args) > 4 else None
-        captured[module.layer_idx] = mixer_hamiltonian(module, x, mask, prev_mask, positions)
+        # the mixer's positional arguments: x, attention_mask, prev_mask, state, doc_start, positions
+        x, mask, prev_mask, _state, doc_start, positions = (list(args) + [None] * 6)[:6]
+        captured[module.layer_idx] = mixer_hamiltonian(module, x, mask, prev_mask, doc_start, positions)
 
     handles = [m.register_forward_pre_hook(hook) for m in bk_mixers(model)]
     try:
