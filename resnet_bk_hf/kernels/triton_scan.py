@@ -58,8 +58,8 @@ Backward (exact, DESIGN.md 2.4), reusing the saved chunk-boundary g and y:
 Nothing per position is stored between passes except the gradient outputs and
 the (B, N, H, K) buffers Dg and c_bar (the size of C).
 
-Backward version 3 (`ScanConfig(bwd_loop="sequential")`; the default stays "scan" until the H100
-has timed both): the two passes on (L, K, BLOCK_P) tiles walk time instead of scanning it.
+Backward version 3 (`ScanConfig(bwd_loop="sequential")`, the default since the H100 timed both:
+backward 22 ms vs 75 ms for v1's best blocks at N = 262144, docs/benchmarks.md): the two passes on (L, K, BLOCK_P) tiles walk time instead of scanning it.
   1. `_ybar_maps_seq`: walks t forward, B = sum_t pi_t C_t do_t with pi_t the product of the factors
      conj(-hop g) so far (g by the exact recurrence one step ahead), A = the whole product.
   3. `_bwd_main_seq`: persistent programs, each owning a scratch slot in global memory of
