@@ -393,7 +393,11 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
         output_hidden_states = bool(output_hidden_states)
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         positions = None
-        if self.config.positional_potential is not None:
+        if self.config.positional_potential is not None and position_ids is not None:
+            # Given position_ids (packed documents restart at 0) are the positions: a packed document sees the
+            # positional potential it would see alone.
+            positions = position_ids.to(x.device).long().clamp(min=0).expand(x.shape[0], x.shape[1])
+        elif self.config.positional_potential is not None:
             # Position = real tokens before this one in the row (padding does not count), continued from the cache.
             seen = cache_params.positions if cache_params is not None and cache_params.positions is not None \
                 else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
@@ -428,7 +432,9 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             all_hidden.append(x)
         if cache_params is not None:
             cache_params.seqlen_offset += x.shape[1]
-            if positions is not None:
+            if positions is not None and position_ids is not None:
+                cache_params.positions = positions[:, -1] + 1
+            elif positions is not None:
                 cache_params.positions = seen + real.sum(1)
             if attention_mask is not None:
                 cache_params.last_mask = attention_mask[:, -1].clone()

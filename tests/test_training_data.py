@@ -16,7 +16,9 @@ from resnet_bk_hf.train import ConfigError, load_config, make_training_args
 from conftest import ROOT, SHARED_DATA, tiny_config
 
 MODES = [dict(mixer_mode="resolvent"), dict(mixer_mode="diag"),
-         dict(mixer_mode="resolvent", hopping_mode="learned", hop_value=0.5)]
+         dict(mixer_mode="resolvent", hopping_mode="learned", hop_value=0.5),
+         # the prime-bump positional potential restarts with position_ids too
+         dict(mixer_mode="resolvent", positional_potential="prime_bump", positional_potential_length=16)]
 
 
 # ------------------------------------------------------------------ document-boundary reset in the model
