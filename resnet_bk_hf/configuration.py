@@ -73,7 +73,8 @@ class ResNetBKConfig(PretrainedConfig):
             "parallel" (log-depth, real arithmetic: the form the ONNX export uses).
         positional_potential: None (off) or "prime_bump": a bias added to every head's raw potential by token
             position t, initialised to prime_bump_scale * V_eps(log(t + 1)) (`theory.primes`; positions past
-            positional_potential_length use the last entry). Counted in real tokens (padding does not advance it), or taken from position_ids when given (packed documents restart at 0).
+            positional_potential_length use the last entry). Counted in real tokens (padding does not advance
+            it), or taken from position_ids when given (packed documents restart at 0).
         positional_potential_learned: train the bias (a parameter per position and head) or keep it fixed.
         prime_bump_eps: eps of the prime-bump construction, in (0, 1].
         prime_bump_scale: multiplies the prime-bump values.
