@@ -350,6 +350,18 @@ def _check_inputs(config, input_ids, inputs_embeds, attention_mask):
             raise ValueError("attention_mask must contain only 0 and 1")
 
 
+def _check_position_ids(position_ids, batch: int, length: int) -> None:
+    if position_ids is None:
+        return
+    if position_ids.dim() != 2 or position_ids.shape[1] != length or position_ids.shape[0] not in (1, batch):
+        raise ValueError(f"position_ids shape {tuple(position_ids.shape)} does not match the input's "
+                         f"(batch, seq_len) = {(batch, length)}")
+    if position_ids.dtype.is_floating_point or position_ids.dtype.is_complex or position_ids.dtype == torch.bool:
+        raise ValueError(f"position_ids must be integers, got dtype {position_ids.dtype}")
+    if position_ids.numel() and int(position_ids.min()) < 0:
+        raise ValueError(f"position_ids must be >= 0, got min {int(position_ids.min())}")
+
+
 def _document_starts(position_ids, batch_and_length, has_state: bool):
     """Where a packed document starts (position_ids == 0, as DataCollatorWithFlattening makes them), or None.
 
@@ -359,9 +371,6 @@ def _document_starts(position_ids, batch_and_length, has_state: bool):
     if position_ids is None:
         return None
     batch, length = batch_and_length
-    if position_ids.dim() != 2 or position_ids.shape[1] != length or position_ids.shape[0] not in (1, batch):
-        raise ValueError(f"position_ids shape {tuple(position_ids.shape)} does not match the input's "
-                         f"(batch, seq_len) = {(batch, length)}")
     starts = position_ids == 0
     if not has_state:
         starts[:, 0] = False
@@ -392,11 +401,12 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = bool(output_hidden_states)
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        _check_position_ids(position_ids, x.shape[0], x.shape[1])
         positions = None
         if self.config.positional_potential is not None and position_ids is not None:
             # Given position_ids (packed documents restart at 0) are the positions: a packed document sees the
             # positional potential it would see alone.
-            positions = position_ids.to(x.device).long().clamp(min=0).expand(x.shape[0], x.shape[1])
+            positions = position_ids.to(x.device).long().expand(x.shape[0], x.shape[1])
         elif self.config.positional_potential is not None:
             # Position = real tokens before this one in the row (padding does not count), continued from the cache.
             seen = cache_params.positions if cache_params is not None and cache_params.positions is not None \

@@ -24,6 +24,9 @@ PNG summary (`png_path`) at the end of training, or on demand with `plot_stabili
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 from collections import defaultdict
 from pathlib import Path
 
@@ -98,7 +101,14 @@ def clip_potential_s2(model, head_s2: dict, max_s2: float) -> dict:
             start += size
         for h in range(mixer.num_heads):
             s2 = head_s2.get((mixer.layer_idx, h))
-            if s2 is None or s2 <= max_s2:
+            if s2 is None:
+                continue
+            if not math.isfinite(s2):
+                # a NaN/inf measurement says nothing about the right scale: scaling by it would write NaN or
+                # zeros into the weights. Leave the head alone (the NaN guards of training.py handle the run).
+                warnings.warn(f"Schatten norm of layer {mixer.layer_idx} head {h} is {s2}: not clipped")
+                continue
+            if s2 <= max_s2:
                 continue
             scale = max_s2 / s2
             mixer.in_proj.weight[start + h].mul_(scale)

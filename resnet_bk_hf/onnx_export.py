@@ -51,6 +51,11 @@ def check_exportable(config) -> None:
     if config.mixer_mode != "resolvent":
         raise ValueError(f"ONNX export supports mixer_mode='resolvent' only, got mixer_mode={config.mixer_mode!r} "
                          "(the diag mode's g scan is complex-valued and has no real-pair form yet)")
+    if config.positional_potential is not None:
+        # The with-state graph carries g and y only: a step would restart the positional bias at position 0.
+        raise ValueError("ONNX export does not support positional_potential="
+                         f"{config.positional_potential!r} yet: the with-state graph has no position input, so "
+                         "step-by-step decoding would use the wrong positional potential")
 
 
 @contextlib.contextmanager

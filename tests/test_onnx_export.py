@@ -111,6 +111,12 @@ def test_export_rejects_diag_mode(tmp_path):
         export_onnx(ResNetBKForCausalLM(tiny_config(mixer_mode="diag")), tmp_path)
 
 
+def test_export_rejects_the_positional_potential(tmp_path):
+    model = ResNetBKForCausalLM(tiny_config(positional_potential="prime_bump", positional_potential_length=16))
+    with pytest.raises(ValueError, match="positional_potential='prime_bump'"):
+        export_onnx(model, tmp_path)
+
+
 @pytest.mark.parametrize("kw", [dict(hopping_mode="learned", hop_value=0.5),
                                 dict(hopping_mode="constant", ffn_type="mlp")])
 def test_other_hopping_modes_export(tmp_path, kw):

@@ -199,3 +199,16 @@ def test_monitor_callback_with_trainer_clipping_and_dashboard(tmp_path):
     plot_stability_dashboard(callback.history, tmp_path / "again.png")
     with pytest.raises(ValueError, match="every_n_steps"):
         SpectralMonitorCallback(probe, every_n_steps=0)
+
+
+def test_clipping_skips_non_finite_measurements(seed):
+    from resnet_bk_hf.monitoring import clip_potential_s2
+    model = model_for(mixer_mode="resolvent")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.warns(UserWarning, match="not clipped"):
+        applied = clip_potential_s2(model, {(0, 0): float("nan"), (0, 1): float("inf"), (1, 0): 4.0}, 1.0)
+    assert set(applied) == {(1, 0)} and applied[(1, 0)] == pytest.approx(0.25)
+    for n, p in model.named_parameters():
+        assert torch.isfinite(p).all(), n
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed == ["model.layers.1.mixer.in_proj.weight"], changed

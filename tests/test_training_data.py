@@ -62,6 +62,17 @@ def test_plain_position_ids_change_nothing_and_a_cache_continues_or_restarts(see
             model(ids, position_ids=torch.arange(11)[None])
 
 
+@pytest.mark.parametrize("extra", [{}, {"positional_potential": "prime_bump", "positional_potential_length": 16}],
+                         ids=["default", "prime_bump"])
+def test_bad_position_ids_get_a_clear_error(extra):
+    model = ResNetBKForCausalLM(tiny_config(**extra)).eval()
+    ids = torch.randint(2, 97, (2, 12))
+    for bad, match in [(torch.arange(11)[None], "position_ids shape"), (torch.arange(12)[None, None], "position_ids shape"),
+                       (torch.arange(12.0)[None], "integers"), (torch.arange(12)[None] - 1, ">= 0")]:
+        with pytest.raises(ValueError, match=match):
+            model(ids, position_ids=bad)
+
+
 def test_data_collator_with_flattening_keeps_documents_apart(seed):
     model = ResNetBKForCausalLM(tiny_config()).eval()
     docs = [torch.randint(2, 97, (n,)).tolist() for n in (7, 10)]
