@@ -11,10 +11,10 @@ Prints tables and writes JSON:
     for each forward time loop;
   * grid: forward and forward+backward time (triton.testing.do_bench, median) over (batch, N, d_model, K),
     the minimal bytes each must move, achieved bytes/s as a fraction of the copy bandwidth, peak memory;
-    every row twice, once per forward time loop (`ScanConfig.time_loop`): "scan" = kernel version 1
-    (tl.associative_scan inside a chunk), "seq" = version 2 (sequential loop over t inside a chunk, state
-    in registers); the backward is version 1 in both, so f+b differs only by the forward;
-  * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton (both time loops), the PyTorch recurrent
+    every row once per selected forward time loop (`ScanConfig.time_loop`: "scan" = kernel version 1,
+    tl.associative_scan inside a chunk; "seq" = version 2, sequential loop over t inside a chunk, state
+    in registers) and backward loop (`ScanConfig.bwd_loop`: "scan" = version 1, "sequential" = version 3);
+  * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton (the selected loops), the PyTorch recurrent
     reference (and a torch.compile'd step loop), mambapy's parallel-scan selective scan (state 16),
     causal SDPA (flash);
   * sweep (--sweep; B = 1, N = 262144, d_model 1024, K = 8, f32): forward blocks per chunk length L, and the

@@ -938,7 +938,7 @@ class ScanConfig:
     num_warps: int = 4
     # How the forward walks time inside a chunk: "scan" (version 1, tl.associative_scan) or
     # "sequential" (version 2, one step per position, state in registers; faster on the H100).
-    # Backward: version 1 for both.
+    # The backward is chosen by bwd_loop below, independently.
     time_loop: str = "sequential"
     # The backward's tiles hold ~3x more live values than the forward's: its own channel block and
     # warps (None = the forward's). The chunk length block_t is shared: the backward restarts from
