@@ -63,10 +63,17 @@ def verify_checkpoint(folder: str | Path) -> Tuple[bool, str]:
         return False, f"no {MANIFEST_NAME} (the save did not finish)"
     try:
         entries: Dict[str, dict] = json.loads(manifest.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        return False, f"unreadable {MANIFEST_NAME}: {e}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        return False, f"unreadable {MANIFEST_NAME}: {type(e).__name__}: {e}"
+    # a manifest damaged in a way JSON still parses: check its shape before trusting any entry
+    if not isinstance(entries, dict):
+        return False, f"malformed {MANIFEST_NAME}: 'files' must map file names to entries, got {type(entries).__name__}"
     if not entries:
         return False, f"{MANIFEST_NAME} lists no files"
+    for name, entry in entries.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and not isinstance(entry["bytes"], bool)
+                and isinstance(entry.get("sha256"), str)):
+            return False, f"malformed {MANIFEST_NAME}: entry {name!r} must have int 'bytes' and str 'sha256', got {entry!r}"
     paths = [folder / name for name in entries]
     for path, (name, entry) in zip(paths, entries.items()):
         if not path.is_file():

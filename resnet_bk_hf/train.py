@@ -15,8 +15,9 @@ A run is a loop of attempts around `Trainer.train`. An attempt ends normally, or
     - an anomaly flagged by TrainingGuardCallback (NaN/Inf loss, gradients or parameters, gradient-norm
       spike, loss divergence): roll back to the newest intact checkpoint (or the initial weights) and
       lower the learning rate by `lr_decay`, at most `max_rollbacks` times;
-    - CUDA out of memory: halve the per-device batch, double gradient accumulation (same effective
-      batch, same sample order) and resume from the newest intact checkpoint;
+    - CUDA out of memory: cut the per-device batch to its largest divisor <= half of it and multiply the
+      gradient accumulation by the same factor (exactly the same effective batch, same sample order; see
+      `smaller_micro_batch`) and resume from the newest intact checkpoint;
     - SIGTERM / SIGINT: an emergency checkpoint at the end of the current step, then exit 128+signal.
 Each recovery goes to OUTPUT_DIR/events.jsonl with its cause. `--resume` continues from the newest
 checkpoint whose sha256 manifest verifies, through Trainer's own resume (model, optimizer, scheduler,
@@ -29,6 +30,7 @@ import enum
 import gc
 import inspect
 import json
+import logging
 import math
 import signal
 import time
@@ -45,6 +47,8 @@ from .checkpoints import MANIFEST_NAME, latest_valid_checkpoint, list_checkpoint
 from .configuration import ResNetBKConfig
 from .training import (ChecksumManifestCallback, EventLog, JsonlLogCallback, ResilientTrainer, SignalCheckpointCallback,
                        StepTimerCallback, TrainingGuardCallback)
+
+logger = logging.getLogger(__name__)
 
 SECTIONS = ("model", "data", "training", "fault_tolerance")
 
@@ -175,6 +179,37 @@ def _section_dataclass(where: str, values, cls):
     return cls(**{k: _coerce(f"{where}.{k}", v, hints[k]) for k, v in values.items()})
 
 
+# Ranges of the numbers in `training:` and `fault_tolerance:` (types are checked by _coerce first): a
+# value out of range would run and silently misbehave (a spike factor of -1 flags every step, a window
+# of 0 turns divergence detection off, a NaN learning rate trains nothing), so it fails at load.
+_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
+_AT_LEAST_0 = (lambda v: v >= 0, "an integer >= 0")
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+_NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+_ABOVE_1 = (lambda v: math.isfinite(v) and v > 1, "a finite number > 1")
+TRAINING_RANGES = {
+    "learning_rate": _POSITIVE, "per_device_train_batch_size": _AT_LEAST_1,
+    "per_device_eval_batch_size": _AT_LEAST_1, "gradient_accumulation_steps": _AT_LEAST_1,
+    "max_grad_norm": _NON_NEGATIVE,       # 0 turns clipping off (Trainer's convention)
+    "weight_decay": _NON_NEGATIVE, "warmup_steps": _NON_NEGATIVE, "warmup_ratio": _NON_NEGATIVE,
+    "num_train_epochs": _POSITIVE, "adam_epsilon": _POSITIVE,
+    "save_steps": _POSITIVE, "logging_steps": _POSITIVE, "eval_steps": _POSITIVE,   # < 1: a ratio of the run
+}
+FAULT_TOLERANCE_RANGES = {
+    "max_rollbacks": _AT_LEAST_0, "grad_spike_factor": _ABOVE_1, "grad_spike_window": _AT_LEAST_1,
+    "grad_spike_min_history": _AT_LEAST_1, "divergence_factor": _ABOVE_1, "divergence_window": _AT_LEAST_1,
+}
+DATA_RANGES = {"block_size": (lambda v: v >= 2, "an integer >= 2"), "shuffle_buffer": _AT_LEAST_1,
+               "num_proc": _AT_LEAST_1}
+
+
+def _check_ranges(where: str, values: dict, ranges: dict) -> None:
+    for key, (ok, expected) in ranges.items():
+        value = values.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+            raise ConfigError(f"{where}.{key} must be {expected}, got {value!r}")
+
+
 def _model_keys() -> List[str]:
     params = inspect.signature(ResNetBKConfig.__init__).parameters
     return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
@@ -247,8 +282,9 @@ def load_config(path: str | Path, overrides: Optional[List[str]] = None) -> Trai
                 raise ConfigError(f"{path}: data.{key}[{i}]: {e}") from e
     if not data.train:
         raise ConfigError(f"{path}: data.train must list at least one source")
-    if data.block_size < 2:
-        raise ConfigError(f"{path}: data.block_size must be an integer >= 2, got {data.block_size}")
+    _check_ranges(f"{path}: data", dataclasses.asdict(data), DATA_RANGES)
+    if not data.text_field:
+        raise ConfigError(f"{path}: data.text_field must name a field, got {data.text_field!r}")
     if data.txt_sample_by not in ("document", "paragraph", "line"):
         raise ConfigError(f"{path}: data.txt_sample_by must be 'document', 'paragraph' or 'line', "
                           f"got {data.txt_sample_by!r}")
@@ -261,6 +297,7 @@ def load_config(path: str | Path, overrides: Optional[List[str]] = None) -> Trai
     if unknown:
         raise ConfigError(f"{path}: training: unknown TrainingArguments field(s) {unknown}")
     training = {k: _coerce(f"{path}: training.{k}", v, hints[k]) for k, v in training_raw.items()}
+    _check_ranges(f"{path}: training", training, TRAINING_RANGES)
     ds = training.get("deepspeed")
     if isinstance(ds, str) and not Path(ds).is_file():
         raise ConfigError(f"{path}: training.deepspeed: no such file: {ds}")
@@ -270,6 +307,10 @@ def load_config(path: str | Path, overrides: Optional[List[str]] = None) -> Trai
     fault = _section_dataclass(f"{path}: fault_tolerance", raw.get("fault_tolerance"), FaultToleranceConfig)
     if not 0 < fault.lr_decay <= 1:
         raise ConfigError(f"{path}: fault_tolerance.lr_decay must be in (0, 1], got {fault.lr_decay}")
+    _check_ranges(f"{path}: fault_tolerance", dataclasses.asdict(fault), FAULT_TOLERANCE_RANGES)
+    if fault.grad_spike_min_history > fault.grad_spike_window:   # the history never grows past the window
+        raise ConfigError(f"{path}: fault_tolerance.grad_spike_min_history ({fault.grad_spike_min_history}) must "
+                          f"be <= grad_spike_window ({fault.grad_spike_window}), or spikes are never checked")
     return TrainConfig(path=path, model=model, data=data, training=training, fault_tolerance=fault)
 
 
@@ -363,6 +404,19 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or should_reduce_batch_size(error)
 
 
+def smaller_micro_batch(per_device_batch: int, accumulation: int) -> tuple[int, int] | None:
+    """(micro-batch, accumulation) to retry with after out of memory, or None at a micro-batch of 1.
+
+    The new micro-batch is the largest divisor of the current one that is at most half of it, and the
+    accumulation grows by the same factor, so the samples per optimizer step stay exactly the same (and in
+    the same order): 4 x 1 -> 2 x 2, 3 x 1 -> 1 x 3, 6 x 1 -> 3 x 2 -> 1 x 6.
+    """
+    for smaller in range(per_device_batch // 2, 0, -1):
+        if per_device_batch % smaller == 0:
+            return smaller, accumulation * (per_device_batch // smaller)
+    return None
+
+
 def _release(*objects) -> None:
     for obj in objects:
         accelerator = getattr(obj, "accelerator", None)
@@ -443,12 +497,13 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
             data_collator=default_data_collator, guard=guard,
             callbacks=[ChecksumManifestCallback(), JsonlLogCallback(), timer, *([signals] if signals else []),
                        *callbacks])
-        out_of_memory = None
+        out_of_memory = oom_error = None
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except Exception as error:  # noqa: BLE001  (only out-of-memory is handled; the rest re-raised)
             if not (ft.oom_recovery and _is_out_of_memory(error)):
                 raise
+            oom_error = error
             out_of_memory = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         step = trainer.state.global_step
 
@@ -456,12 +511,12 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
             _release(trainer)
             del trainer, model
             _release()
-            if per_device_batch == 1:
+            smaller = smaller_micro_batch(per_device_batch, accumulation)
+            if smaller is None:
                 raise TrainingFailedError(f"out of memory at step {step} with a per-device batch of 1 "
                                           f"({out_of_memory}); use a smaller model, block_size, ZeRO-3/offload "
-                                          "or gradient checkpointing")
-            per_device_batch //= 2
-            accumulation *= 2
+                                          "or gradient checkpointing") from oom_error
+            per_device_batch, accumulation = smaller
             args = make_training_args(cfg, per_device_train_batch_size=per_device_batch,
                                       gradient_accumulation_steps=accumulation)
             checkpoint = find_resume_checkpoint(output_dir, events)
@@ -542,9 +597,17 @@ def per_step_losses(output_dir: str | Path) -> dict:
     losses = {}
     path = Path(output_dir) / "train_log.jsonl"
     if path.is_file():
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            if "loss" in entry and math.isfinite(entry["loss"]):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                # a line torn by a kill mid-write (or read while being written): that step has no loss
+                logger.warning(f"{path}:{number}: skipped a line that is not JSON: {line[:80]!r}")
+                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+                logger.warning(f"{path}:{number}: skipped an entry without a step: {line[:80]!r}")
+                continue
+            if isinstance(entry.get("loss"), (int, float)) and math.isfinite(entry["loss"]):
                 losses[entry["step"]] = entry["loss"]
     return losses
 

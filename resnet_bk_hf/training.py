@@ -343,6 +343,16 @@ class SignalCheckpointCallback(TrainerCallback):
 class JsonlLogCallback(TrainerCallback):
     """Every Trainer log entry (loss, grad_norm, learning_rate, eval) as one JSON line in OUTPUT_DIR/train_log.jsonl."""
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A run killed mid-write leaves a torn last line: end it, so the resumed run's entries start on their own
+        # lines (readers skip the torn one, train.per_step_losses).
+        path = Path(args.output_dir) / "train_log.jsonl"
+        if state.is_world_process_zero and path.is_file() and path.stat().st_size > 0:
+            with open(path, "rb+") as f:
+                f.seek(-1, 2)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             with open(Path(args.output_dir) / "train_log.jsonl", "a", encoding="utf-8") as f:

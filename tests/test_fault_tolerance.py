@@ -18,7 +18,8 @@ import yaml
 from transformers import TrainerCallback
 
 from resnet_bk_hf.checkpoints import MANIFEST_NAME, latest_valid_checkpoint, verify_checkpoint, write_manifest
-from resnet_bk_hf.train import TrainingFailedError, load_config, per_step_losses, run_training
+from resnet_bk_hf.train import (TrainingFailedError, load_config, per_step_losses, run_training,
+                                smaller_micro_batch)
 from resnet_bk_hf.training import TrainingGuardCallback
 
 from conftest import ROOT
@@ -131,6 +132,55 @@ def test_manifest_detects_changed_truncated_missing_and_unfinished_files(tmp_pat
     assert "did not finish" in verify_checkpoint(folder)[1]
 
 
+@pytest.mark.parametrize("manifest, reason", [
+    ('{"files": {"a.bin": {"size": 1}}}', "entry 'a.bin' must have int 'bytes' and str 'sha256'"),
+    ('{"files": {"a.bin": {"bytes": "1", "sha256": "00"}}}', "entry 'a.bin' must have int 'bytes'"),
+    ('{"files": {"a.bin": null}}', "entry 'a.bin' must have"),
+    ('{"files": ["a.bin"]}', "'files' must map file names to entries, got list"),
+    ('{"files": "a.bin"}', "'files' must map file names to entries, got str"),
+    ('{"files": {}}', "lists no files"),
+    ('["files"]', "unreadable checksums.json: TypeError"),
+    ('{"format": 1}', "unreadable checksums.json: KeyError"),
+    ('{"files": {"a.bin": {"bytes": 1, "sha2', "unreadable checksums.json: JSONDecodeError"),   # torn write
+    (b"\xff\xfe\x00", "unreadable checksums.json: UnicodeDecodeError"),
+])
+def test_malformed_manifest_fails_verification_and_is_quarantined(tmp_path, manifest, reason):
+    folder = tmp_path / "out" / "checkpoint-2"
+    folder.mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"x")
+    target = folder / MANIFEST_NAME
+    target.write_bytes(manifest) if isinstance(manifest, bytes) else target.write_text(manifest)
+    ok, why = verify_checkpoint(folder)
+    assert not ok and reason in why
+    reported = []
+    assert latest_valid_checkpoint(tmp_path / "out", on_corrupt=lambda f, r: reported.append(f.name)) is None
+    assert reported == ["corrupt-checkpoint-2"]
+
+
+def test_per_step_losses_skip_a_torn_line(tmp_path, caplog):
+    entries = [{"step": 1, "loss": 3.5}, {"step": 2, "loss": 3.25, "grad_norm": 1.0}, {"step": 2, "eval_loss": 3.0},
+               {"step": 3, "loss": float("nan")}, {"step": 4, "loss": 3.0}]
+    lines = [json.dumps(e) for e in entries]
+    # a line torn by SIGKILL mid-write, then the resumed run appends after it on the same line
+    torn = lines[-1][:9] + json.dumps({"step": 4, "loss": 2.75})
+    (tmp_path / "train_log.jsonl").write_text("\n".join(lines[:-1] + [torn, '"just a string"', lines[-1][:12]]))
+    with caplog.at_level("WARNING", logger="resnet_bk_hf.train"):
+        assert per_step_losses(tmp_path) == {1: 3.5, 2: 3.25}
+    assert sum("skipped" in r.getMessage() for r in caplog.records) == 3
+    assert per_step_losses(tmp_path / "nothing") == {}
+    # the log writer ends a torn last line before a resumed run appends, so the next entry stays readable
+    from types import SimpleNamespace
+
+    from resnet_bk_hf.training import JsonlLogCallback
+    callback, args, state = JsonlLogCallback(), SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(
+        is_world_process_zero=True, global_step=5)
+    callback.on_train_begin(args, state, None)
+    callback.on_log(args, state, None, logs={"loss": 2.5})
+    callback.on_train_begin(args, state, None)   # a whole last line is left as it is
+    assert per_step_losses(tmp_path) == {1: 3.5, 2: 3.25, 5: 2.5}
+    assert (tmp_path / "train_log.jsonl").read_text().endswith('"loss": 2.5}\n')
+
+
 def test_corrupt_newest_checkpoint_is_detected_and_the_previous_one_resumes(tmp_path):
     cfg = load_config(config_file(tmp_path, max_steps=6))
     run_training(cfg)
@@ -225,25 +275,50 @@ def test_rollbacks_are_limited(tmp_path):
 
 # ------------------------------------------------------------------ out of memory
 
-def test_injected_oom_halves_the_micro_batch_and_keeps_the_effective_batch(tmp_path):
-    reference = run_training(load_config(config_file(tmp_path, name="reference", max_steps=10)))
-    cfg = load_config(config_file(tmp_path, max_steps=10))
+def inject_out_of_memory(model):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by a test)")
 
-    def out_of_memory(model):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by a test)")
 
-    result = run_training(cfg, callbacks=[Once(7, out_of_memory, when="begin")])
-    assert (result.per_device_train_batch_size, result.gradient_accumulation_steps) == (2, 2)
-    (oom,) = [e for e in events_of(result.output_dir) if e["event"] == "out_of_memory"]
-    assert oom["step"] == 7 and oom["resume_from"].endswith("checkpoint-6") and "injected" in oom["cause"]
+def test_smaller_micro_batch_keeps_the_samples_per_step_exactly():
+    assert smaller_micro_batch(4, 1) == (2, 2)
+    assert smaller_micro_batch(3, 1) == (1, 3)          # not 1 x 2: that would drop a sample per step
+    assert smaller_micro_batch(6, 1) == (3, 2) and smaller_micro_batch(3, 2) == (1, 6)
+    assert smaller_micro_batch(12, 2) == (6, 4) and smaller_micro_batch(7, 1) == (1, 7)
+    assert smaller_micro_batch(1, 8) is None
+    for batch in range(2, 40):
+        for accumulation in (1, 3):
+            smaller, more = smaller_micro_batch(batch, accumulation)
+            assert smaller * more == batch * accumulation and smaller <= batch // 2
+
+
+# (per-device batch, steps whose start raises OOM, micro-batch x accumulation at the end)
+@pytest.mark.parametrize("batch, oom_steps, expected", [(4, [7], (2, 2)), (3, [7], (1, 3)), (6, [3, 7], (1, 6))])
+def test_injected_oom_halves_the_micro_batch_and_keeps_the_effective_batch(tmp_path, batch, oom_steps, expected):
+    reference = run_training(load_config(config_file(tmp_path, name="reference", max_steps=10,
+                                                     per_device_train_batch_size=batch)))
+    cfg = load_config(config_file(tmp_path, max_steps=10, per_device_train_batch_size=batch))
+    result = run_training(cfg, callbacks=[Once(step, inject_out_of_memory, when="begin") for step in oom_steps])
+    assert (result.per_device_train_batch_size, result.gradient_accumulation_steps) == expected
+    ooms = [e for e in events_of(result.output_dir) if e["event"] == "out_of_memory"]
+    assert [e["step"] for e in ooms] == oom_steps and all("injected" in e["cause"] for e in ooms)
+    assert all(e["resume_from"].endswith(f"checkpoint-{e['step'] - 1}") for e in ooms)
+    assert all(e["per_device_train_batch_size"] * e["gradient_accumulation_steps"] == batch for e in ooms)
     assert result.global_step == 10
-    # same samples per optimizer step (4 = 2 x 2): the losses after the resume follow the reference run's
+    # same samples per optimizer step: the losses after the resume follow the reference run's
     losses, ref = per_step_losses(result.output_dir), per_step_losses(reference.output_dir)
     difference = max(abs(losses[s] - ref[s]) for s in range(1, 11))
-    print(f"batch 4 x 1 vs 2 x 2 after the injected OOM: max |loss difference| over 10 steps = {difference:.2e}")
+    print(f"batch {batch} x 1 vs {expected[0]} x {expected[1]} after the injected OOM(s): "
+          f"max |loss difference| over 10 steps = {difference:.2e}")
     assert difference < 1e-4
     summary = json.loads((result.output_dir / "train_summary.json").read_text())
-    assert (summary["per_device_train_batch_size"], summary["gradient_accumulation_steps"]) == (2, 2)
+    assert (summary["per_device_train_batch_size"], summary["gradient_accumulation_steps"]) == expected
+
+
+def test_oom_at_a_micro_batch_of_1_fails_with_a_clear_message(tmp_path):
+    cfg = load_config(config_file(tmp_path, max_steps=4, per_device_train_batch_size=1))
+    with pytest.raises(TrainingFailedError, match="out of memory at step 1 with a per-device batch of 1") as caught:
+        run_training(cfg, callbacks=[Once(1, inject_out_of_memory, when="begin")])
+    assert isinstance(caught.value.__cause__, torch.cuda.OutOfMemoryError)
 
 
 # ------------------------------------------------------------------ signals and --resume (subprocesses)
@@ -266,21 +341,43 @@ def wait_for(predicate, proc, timeout=120):
         time.sleep(0.02)
 
 
+# The child trains through run_training with one extra callback: once step PAUSE_AT is logged it writes a
+# marker file and sleeps, so the test's SIGKILL always lands at that step, however busy the machine is.
+PAUSING_CHILD = """
+import pathlib, sys, time
+from transformers import TrainerCallback
+from resnet_bk_hf.train import load_config, run_training
+config, pause_at, marker = sys.argv[1], int(sys.argv[2]), pathlib.Path(sys.argv[3])
+
+class PauseAfterLogging(TrainerCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step == pause_at and "loss" in (logs or {}):
+            marker.write_text(str(state.global_step))
+            time.sleep(600)
+
+run_training(load_config(config), callbacks=[PauseAfterLogging()])
+"""
+
+
 def test_sigkill_then_resume_gives_the_per_step_losses_of_an_uninterrupted_run(tmp_path):
-    steps = 30
+    steps, pause_at = 30, 12
     killed_cfg = config_file(tmp_path, name="killed", max_steps=steps, save_steps=5, lr_scheduler_type="cosine",
                              warmup_steps=4)
-    proc = launch(killed_cfg)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    marker = tmp_path / "paused"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSING_CHILD, str(killed_cfg), str(pause_at), str(marker)],
+                            env=dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = tmp_path / "killed"
-    # kill between two checkpoints, so that steps after the newest checkpoint are lost and trained again
-    wait_for(lambda: max(per_step_losses(out), default=0) >= 12, proc)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    # killed between two checkpoints (10 and 15), so steps 11-12 are lost and trained again after --resume
+    wait_for(marker.is_file, proc)
     proc.kill()                                   # SIGKILL: no handler runs, no emergency checkpoint
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL and not (out / "model.safetensors").exists()
     killed_at = max(per_step_losses(out))
     newest = latest_valid_checkpoint(out)
-    assert killed_at < steps and int(newest.name.split("-")[1]) < killed_at
+    assert killed_at == pause_at and newest == out / "checkpoint-10"
+    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-5", "checkpoint-10"}
 
     resumed = run_training(load_config(killed_cfg), resume=True)
     assert resumed.exit_code == 0 and resumed.global_step == steps
