@@ -192,6 +192,7 @@ def test_byte_lengths_of_the_shipped_tokenizer_are_exact():
 
 
 def test_describe_gives_the_t_interval_of_hand_computed_numbers():
+    pytest.importorskip("scipy")   # the compare extra; the transformers-4.57 venv has no scipy
     from resnet_bk_hf.compare.stats import describe
     d = describe([1.0, 2.0, 3.0, math.nan])            # the diverged (NaN) run is left out of the statistics
     # with 2 degrees of freedom the t quantile has a closed form: t_p = (2p - 1) sqrt(2 / (4 p (1 - p)))
@@ -216,8 +217,7 @@ def test_bootstrap_ci_contains_the_mean_and_is_seeded():
 
 
 def test_paired_test_sign_and_value_match_scipy_and_the_closed_form():
-    from scipy import stats
-
+    stats = pytest.importorskip("scipy.stats")
     from resnet_bk_hf.compare.stats import paired_test
     a, b = {0: 3.0, 1: 5.0, 2: 4.0, 3: math.nan}, {0: 1.0, 1: 2.0, 2: 3.0, 4: 1.0}
     res = paired_test(a, b)                   # a - b over seeds 0..2: differences 2, 3, 1
