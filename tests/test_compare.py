@@ -1,5 +1,6 @@
 """`resnet-bk compare`, its evaluation pieces, fairness checks, and the lm-eval task definitions (CPU, tiny)."""
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,8 +18,45 @@ from resnet_bk_hf.tokenization import load_tokenizer
 from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_data = pytest.mark.skipif(not (SHARED_DATA / "wikitext-2" / "valid.txt").is_file(),
-                                reason=f"bench corpora not found in {SHARED_DATA} (set RESNET_BK_SHARED_DATA)")
+
+
+def write_synthetic_bench_corpora(root: Path) -> Path:
+    """A few KB in the layout and formats of the bench corpora (shared/data/README.md), cut from the shipped
+    CC0 demo corpus, so that the compare and lm-eval paths run on a clean clone (CI has no ../shared/data)."""
+    demo = [json.loads(line)["text"] for line in (ROOT / "resnet_bk_hf/data/sotu_demo.jsonl").open(encoding="utf-8")]
+    (root / "sotu").mkdir(parents=True)
+    (root / "brown").mkdir()
+    (root / "wikitext-2").mkdir()
+    with (root / "sotu/train.jsonl").open("w", encoding="utf-8") as f:   # three, so max_train_docs=2 trims
+        for i, text in enumerate(demo[:3]):
+            f.write(json.dumps({"year": 1900 + i, "president": "P", "party": "n", "text": text[:3000]}) + "\n")
+    with (root / "brown/brown.jsonl").open("w", encoding="utf-8") as f:
+        for i, text in enumerate(demo[3:6]):
+            f.write(json.dumps({"id": f"ca{i:02d}", "genre": "a", "text": text[:2000]}) + "\n")
+    with (root / "sotu/valid.jsonl").open("w", encoding="utf-8") as f:
+        for i, text in enumerate(demo[6:8]):
+            f.write(json.dumps({"year": 2000 + i, "president": "Q", "party": "r", "text": text[:2500]}) + "\n")
+    # WikiText-2's raw form: " = Title = " heading lines, space-separated punctuation, blank lines around
+    articles = [f" \n = Article {k} = \n \n {demo[8 + k][:1500].replace(',', ' ,').replace('.', ' .')} \n"
+                for k in range(2)]
+    (root / "wikitext-2/valid.txt").write_text("".join(articles), encoding="utf-8")
+    (root / "moby-dick.txt").write_text("CHAPTER 1. Loomings.\n\n" + demo[10][:3000], encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def synthetic_data_dir(tmp_path_factory):
+    return write_synthetic_bench_corpora(tmp_path_factory.mktemp("synthetic_bench_data"))
+
+
+@pytest.fixture(scope="module", params=["synthetic", "bench"])
+def bench_data_dir(request, synthetic_data_dir):
+    """The synthetic corpora always; the real bench corpora as well where they exist (else that case skips)."""
+    if request.param == "bench":
+        if not (SHARED_DATA / "wikitext-2" / "valid.txt").is_file():
+            pytest.skip(f"bench corpora not found in {SHARED_DATA} (set RESNET_BK_SHARED_DATA)")
+        return SHARED_DATA
+    return synthetic_data_dir
 
 
 def _all_finite(obj, path="summary"):
@@ -43,6 +81,15 @@ def test_sizing_hits_the_target_and_flops_count_every_weight(arch, family):
     model = build_model(spec, 500, 0, 1)
     counts = count_parameters(model)
     assert abs(counts["non_embedding"] - target) / target < 0.12, counts
+    # the knob the sizing tunes last is at its best value: one multiple up or down is no closer to the target
+    multiple = 16 if arch != "mamba" else 4
+    knob, step = ("intermediate_size", 32) if arch in ("resnet_bk", "transformer") else ("hidden_size", multiple)
+    error = abs(counts["non_embedding"] - target)
+    for delta in (-step, step):
+        neighbour = dataclasses.replace(spec, **{knob: getattr(spec, knob) + delta})
+        if getattr(neighbour, knob) >= step:
+            n = count_parameters(build_model(neighbour, 500, 0, 1))["non_embedding"]
+            assert error <= abs(n - target), (knob, getattr(spec, knob), delta, counts["non_embedding"], n)
     assert counts["total"] - counts["non_embedding"] >= 500 * spec.hidden_size  # the (tied) embedding is left out
     flops = forward_flops_per_token(model.config, arch, seq_len=64)
     # the analytic matmul term is exactly 2 FLOPs per weight of every projection in the built model
@@ -144,6 +191,116 @@ def test_byte_lengths_of_the_shipped_tokenizer_are_exact():
     assert lengths[tok.eos_token_id] == 0
 
 
+def test_describe_gives_the_t_interval_of_hand_computed_numbers():
+    pytest.importorskip("scipy")   # the compare extra; the transformers-4.57 venv has no scipy
+    from resnet_bk_hf.compare.stats import describe
+    d = describe([1.0, 2.0, 3.0, math.nan])            # the diverged (NaN) run is left out of the statistics
+    # with 2 degrees of freedom the t quantile has a closed form: t_p = (2p - 1) sqrt(2 / (4 p (1 - p)))
+    t975 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))   # = 4.3027
+    half = t975 * 1.0 / math.sqrt(3)                   # std = 1, n = 3
+    assert d["n"] == 3 and d["mean"] == 2.0 and d["std"] == pytest.approx(1.0)
+    assert d["ci95_t"] == pytest.approx([2 - half, 2 + half], abs=1e-9)
+    assert d["ci95_t"] == pytest.approx([-0.484138, 4.484138], abs=1e-6)
+    assert describe([5.0])["ci95_t"] is None and describe([])["mean"] is None
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_seeded():
+    from resnet_bk_hf.compare.stats import bootstrap_ci
+    values = [0.3, 1.1, 0.7, 2.0, 1.4]
+    lo, hi = bootstrap_ci(values, seed=0)
+    assert min(values) <= lo < sum(values) / len(values) < hi <= max(values)
+    assert bootstrap_ci(values, seed=0) == [lo, hi]          # same seed, same interval
+    assert bootstrap_ci(values, seed=1) != [lo, hi]          # the seed is used
+    lo90, hi90 = bootstrap_ci(values, level=0.90, seed=0)    # a lower level gives a narrower interval
+    assert lo <= lo90 and hi90 <= hi and (lo, hi) != (lo90, hi90)
+    assert bootstrap_ci([1.0]) is None
+
+
+def test_paired_test_sign_and_value_match_scipy_and_the_closed_form():
+    stats = pytest.importorskip("scipy.stats")
+    from resnet_bk_hf.compare.stats import paired_test
+    a, b = {0: 3.0, 1: 5.0, 2: 4.0, 3: math.nan}, {0: 1.0, 1: 2.0, 2: 3.0, 4: 1.0}
+    res = paired_test(a, b)                   # a - b over seeds 0..2: differences 2, 3, 1
+    assert res["seeds"] == [0, 1, 2] and res["dropped_seeds"] == [3, 4] and res["differences"] == [2.0, 3.0, 1.0]
+    assert res["mean_difference"] == 2.0
+    t = 2.0 / (1.0 / math.sqrt(3))            # mean / (std / sqrt(n)) = 2 sqrt(3) > 0: a is larger
+    assert res["t_statistic"] == pytest.approx(t)
+    # two-sided p with 2 degrees of freedom: 1 - t / sqrt(2 + t^2)
+    assert res["t_pvalue"] == pytest.approx(1 - t / math.sqrt(2 + t * t))
+    ref = stats.ttest_rel([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
+    assert res["t_statistic"] == pytest.approx(ref.statistic) and res["t_pvalue"] == pytest.approx(ref.pvalue)
+    flipped = paired_test(b, a)
+    assert flipped["mean_difference"] == -2.0 and flipped["t_statistic"] == pytest.approx(-t)
+    lo, hi = res["ci95_bootstrap_difference"]
+    assert 1.0 <= lo < 2.0 < hi <= 3.0
+    # exactly constant differences: infinite t, p = 0; merely close ones go through the real test
+    const = paired_test({0: 3.0, 1: 4.0}, {0: 1.0, 1: 2.0})
+    assert const["t_statistic"] == math.inf and const["t_pvalue"] == 0.0
+    close = paired_test({0: 2.0, 1: 2.000001, 2: 2.0000005}, {0: 0.0, 1: 0.0, 2: 0.0})
+    assert 0.0 < close["t_pvalue"] == pytest.approx(stats.ttest_rel([2.0, 2.000001, 2.0000005], [0.0] * 3).pvalue)
+    assert paired_test({0: 1.0}, {0: 2.0})["t_pvalue"] is None
+
+
+def test_count_spikes_on_a_hand_made_loss_list():
+    from resnet_bk_hf.compare.stats import count_spikes
+    assert count_spikes([1.0, 3.0, 1.0, math.nan]) == 2        # 1 -> 3 is a spike; NaN counts
+    assert count_spikes([4.0, 3.0, 5.9, 2.0, 4.0]) == 0        # never more than 2x the previous value
+    assert count_spikes([1.0, 2.5, 6.0, math.inf, 1.0]) == 3   # 2.5 > 2, 6 > 5, inf; nothing after inf
+    assert count_spikes([1.0, 1.5, 2.0], factor=1.2) == 2
+    assert count_spikes([]) == 0 and count_spikes([7.0]) == 0
+
+
+def test_position_profile_covers_every_token_once_with_its_slice_mean():
+    from resnet_bk_hf.compare.evaluation import LN2, position_profile
+    T = 37
+    nll = torch.arange(1, T + 1, dtype=torch.float32) / 10       # token t (1-based) has NLL t / 10
+    target_ids = [t % 5 for t in range(T)]
+    byte_lengths = [1, 2, 3, 4, 5]
+    prof = position_profile(nll, byte_lengths, target_ids, bins=6)
+    assert sum(prof["tokens"]) == T and prof["start"][0] == 1 and prof["end"][-1] == T
+    for k, (lo, hi, n) in enumerate(zip(prof["start"], prof["end"], prof["tokens"])):
+        assert n == hi - lo + 1 > 0                              # 1-based, inclusive bounds
+        if k:
+            assert lo == prof["end"][k - 1] + 1                  # contiguous, no token twice
+        positions = range(lo, hi + 1)
+        mean = sum(p / 10 for p in positions) / n
+        assert prof["perplexity"][k] == pytest.approx(math.exp(mean), rel=1e-6)
+        nbytes = sum(byte_lengths[target_ids[p - 1]] for p in positions)
+        assert prof["bits_per_byte"][k] == pytest.approx(sum(p / 10 for p in positions) / LN2 / nbytes, rel=1e-6)
+    assert len(prof["start"]) > 2                                # log-spaced: several bins
+
+
+def test_config_rejects_non_finite_and_out_of_range_values(tmp_path):
+    import yaml
+
+    from resnet_bk_hf.compare.config import load_config, parse_config
+    base = yaml.safe_load((ROOT / "examples/compare/tiny_cpu.yaml").read_text())
+    for section, key, value in [("train", "learning_rate", math.nan), ("train", "learning_rate", math.inf),
+                                ("train", "max_grad_norm", math.inf), ("train", "max_grad_norm", math.nan),
+                                ("train", "adam_beta1", -0.1), ("train", "adam_beta2", 1.5),
+                                ("train", "adam_beta2", math.nan), ("train", "weight_decay", -3),
+                                ("train", "weight_decay", math.nan), ("train", "warmup_ratio", "lots"),
+                                ("train", "warmup_ratio", math.nan), ("train", "warmup_ratio", 1.0),
+                                ("train", "dataloader_workers", -1), ("train", "torch_compile", "yes"),
+                                ("train", "learning_rate", True), ("long_context", "position_bins", 0),
+                                (None, "param_tolerance", math.nan)]:
+        data = copy.deepcopy(base)
+        (data[section] if section else data)[key] = value
+        field = f"{section}.{key}" if section else key
+        with pytest.raises(ValueError, match=rf"{field.replace('.', chr(92) + '.')} must be .*got {value!r}"):
+            parse_config(data)
+    data = copy.deepcopy(base)
+    data["sizes"]["tiny"]["mamba_state_size"] = 0
+    with pytest.raises(ValueError, match=r"sizes\.tiny\.mamba_state_size must be .*got 0"):
+        parse_config(data)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="top level"):
+        load_config(empty)
+    with pytest.raises(ValueError, match="top level"):
+        parse_config(["not", "a", "mapping"])
+
+
 def _fake_result(arch, seed, size="s", **fairness):
     fair = {"tokenizer_sha256": "t", "data_sha256": "d", "train_tokens_budget": 1000, "seeds": [0, 1],
             "recipe": {"lr": 1e-3}, "seed": seed} | fairness
@@ -170,14 +327,13 @@ def test_fairness_refuses_mismatched_runs():
         check_comparable(bad, param_tolerance=0.05)
 
 
-@needs_data
-def test_compare_end_to_end_tiny(tmp_path):
+def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
     """Three architectures x two seeds + long context on a tiny budget: well-formed, finite, resumable, fair."""
     pytest.importorskip("scipy")
     from resnet_bk_hf.compare.config import load_config
     from resnet_bk_hf.compare.runner import run_compare
     cfg = load_config(ROOT / "examples/compare/tiny_cpu.yaml", {"output_dir": str(tmp_path / "out"),
-                                                                 "data_dir": str(SHARED_DATA)})
+                                                                 "data_dir": str(bench_data_dir)})
     assert cfg.long_context is not None, "tiny_cpu.yaml should exercise the long-context path"
     cfg.long_context.seq_lens, cfg.long_context.tokens = [32], 64   # one length, one step: the code path
     summary = run_compare(cfg)
@@ -226,10 +382,27 @@ def test_compare_end_to_end_tiny(tmp_path):
         run_compare(cfg, aggregate_only=True, extra_run_dirs=[str(tmp_path / "other")])
 
 
-@needs_data
-def test_lm_eval_tasks_load_and_score_tiny_models_offline(tmp_path):
+def test_lm_eval_task_readers_split_the_corpora_into_documents(bench_data_dir):
+    """The lm-eval task datasets read each corpus where it lies, one document per address / article / novel."""
+    from resnet_bk_hf.compare.lm_eval_tasks import utils
+    with open(bench_data_dir / "sotu/valid.jsonl", encoding="utf-8") as f:
+        addresses = [json.loads(line)["text"] for line in f if line.strip()]
+    assert list(utils.sotu_valid(str(bench_data_dir))["validation"]["text"]) == addresses
+    articles = utils.wikitext2_valid(str(bench_data_dir))["validation"]["text"]
+    raw = (bench_data_dir / "wikitext-2/valid.txt").read_text(encoding="utf-8")
+    heading = utils.WIKITEXT_ARTICLE
+    assert len(articles) == len(heading.findall(raw)) >= 2
+    assert all(heading.match(a) for a in articles) and "".join(articles) == raw[heading.search(raw).start():]
+    assert utils.moby_dick(str(bench_data_dir), max_chars=500)["validation"]["text"] == \
+        [(bench_data_dir / "moby-dick.txt").read_text(encoding="utf-8")[:500]]
+    trimmed = utils.sotu_valid(str(bench_data_dir), max_docs=1, max_chars=100)["validation"]["text"]
+    assert [len(t) for t in trimmed] == [100]
+
+
+def test_lm_eval_tasks_load_and_score_tiny_models_offline(tmp_path, synthetic_data_dir):
     """The bench task YAMLs load; lm-eval's `hf` model scores a saved ResNet-BK and a saved Mamba; the
-    ResNet-BK number equals this package's own evaluation of the same text."""
+    ResNet-BK number equals this package's own evaluation of the same text (synthetic corpora: the
+    scoring does not depend on which text; the readers are checked on the real corpora above)."""
     pytest.importorskip("lm_eval", reason="lm-eval is in the test extra: pip install -e '.[test]'")
     from lm_eval.tasks import TaskManager
     from transformers import MambaConfig, MambaForCausalLM
@@ -254,10 +427,11 @@ def test_lm_eval_tasks_load_and_score_tiny_models_offline(tmp_path):
         dirs.append(str(tmp_path / name))
     meta = {"max_chars": 1500}
     rows = run_lm_eval(dirs, tasks="bench_sotu_valid", output_dir=str(tmp_path / "lm_eval"),
-                       data_dir=str(SHARED_DATA), device="cpu", batch_size=2, max_length=1024, limit=1, metadata=meta)
+                       data_dir=str(synthetic_data_dir), device="cpu", batch_size=2, max_length=1024, limit=1,
+                       metadata=meta)
     table = (tmp_path / "lm_eval" / "lm_eval.md").read_text()
     assert table.count("bench_sotu_valid") == 2
-    text = sotu_valid(str(SHARED_DATA), max_docs=1, max_chars=1500)["validation"]["text"][0]
+    text = sotu_valid(str(synthetic_data_dir), max_docs=1, max_chars=1500)["validation"]["text"][0]
     ids = [tok.eos_token_id] + tok(text).input_ids   # lm-eval's rolling windows start from EOS
     assert len(ids) <= 1024                            # one window: the same computation as ours
     ours = evaluate_blocks(models["resnet_bk"], ids, token_byte_lengths(tok), block_size=1024, batch_size=1,

@@ -4,6 +4,7 @@ See examples/compare/*.yaml and docs/results.md for the fields.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -116,7 +117,23 @@ def _pos_int(name, value, allow_none=False):
         _bad(name, "a positive integer", value)
 
 
+def _number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number (not a bool) in the given range; the bounds say which ends are open."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        _bad(name, f"a finite number in {'(' if low_open or low is None else '['}{lo}, {hi}"
+             f"{')' if high_open or high is None else ']'}", value)
+
+
 def parse_config(data: Dict) -> CompareConfig:
+    if not isinstance(data, dict):
+        _bad("the top level", "a mapping of fields (is the file empty?)", data)
     data = dict(data)
     sizes_raw = data.pop("sizes", None)
     if not isinstance(sizes_raw, dict) or not sizes_raw:
@@ -153,6 +170,7 @@ def validate(cfg: CompareConfig) -> None:
         _pos_int(f"sizes.{s.name}.target_non_embedding_params", s.target_non_embedding_params)
         _pos_int(f"sizes.{s.name}.head_dim", s.head_dim)
         _pos_int(f"sizes.{s.name}.num_shifts", s.num_shifts)
+        _pos_int(f"sizes.{s.name}.mamba_state_size", s.mamba_state_size)
         for arch in cfg.architectures:
             _pos_int(f"sizes.{s.name}.layers.{arch}", (s.layers or {}).get(arch))
         for arch, m in (s.width_multiple or {}).items():
@@ -169,15 +187,20 @@ def validate(cfg: CompareConfig) -> None:
     if t.tokens < t.batch_size * t.seq_len:
         _bad("train.tokens", f">= one step of batch_size * seq_len = {t.batch_size * t.seq_len} tokens", t.tokens)
     for name in ("learning_rate", "max_grad_norm"):
-        v = getattr(t, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            _bad(f"train.{name}", "a positive number", v)
+        _number(f"train.{name}", getattr(t, name), low=0, low_open=True)
+    _number("train.weight_decay", t.weight_decay, low=0)
+    for name in ("adam_beta1", "adam_beta2"):
+        _number(f"train.{name}", getattr(t, name), low=0, high=1, high_open=True)
+    if not isinstance(t.dataloader_workers, int) or isinstance(t.dataloader_workers, bool) \
+            or t.dataloader_workers < 0:
+        _bad("train.dataloader_workers", "an integer >= 0", t.dataloader_workers)
+    if not isinstance(t.torch_compile, bool):
+        _bad("train.torch_compile", "true or false", t.torch_compile)
     if t.precision not in ("auto", "bf16", "fp32"):
         _bad("train.precision", "auto, bf16 or fp32", t.precision)
     if t.lr_scheduler not in ("cosine", "linear", "constant_with_warmup"):
         _bad("train.lr_scheduler", "cosine, linear or constant_with_warmup", t.lr_scheduler)
-    if not 0 <= t.warmup_ratio < 1:
-        _bad("train.warmup_ratio", "a number in [0, 1)", t.warmup_ratio)
+    _number("train.warmup_ratio", t.warmup_ratio, low=0, high=1, high_open=True)
     _pos_int("eval.block_size", cfg.eval.block_size)
     _pos_int("eval.batch_size", cfg.eval.batch_size)
     _pos_int("eval.max_tokens", cfg.eval.max_tokens, allow_none=True)
@@ -199,6 +222,7 @@ def validate(cfg: CompareConfig) -> None:
         _pos_int("long_context.stream_max_tokens", lc.stream_max_tokens, allow_none=True)
         _pos_int("long_context.stream_chunk", lc.stream_chunk, allow_none=True)
         _pos_int("long_context.max_micro_batch_tokens", lc.max_micro_batch_tokens, allow_none=True)
+        _pos_int("long_context.position_bins", lc.position_bins)
 
 
 def load_config(path: str | Path, overrides: Optional[Dict] = None) -> CompareConfig:
@@ -206,6 +230,8 @@ def load_config(path: str | Path, overrides: Optional[Dict] = None) -> CompareCo
     if not path.is_file():
         raise FileNotFoundError(f"compare config not found: {path}")
     data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        _bad(f"the top level of {path}", "a mapping of fields (is the file empty?)", data)
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = value

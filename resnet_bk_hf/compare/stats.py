@@ -21,6 +21,10 @@ def count_spikes(losses: Sequence[float], factor: float = 2.0) -> int:
     return count
 
 
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def bootstrap_ci(values: Sequence[float], level: float = 0.95, seed: int = 0) -> Optional[List[float]]:
     """Percentile bootstrap CI of the mean (None for fewer than 2 values)."""
     x = np.asarray(values, dtype=float)
@@ -55,15 +59,17 @@ def paired_test(a: Dict[int, float], b: Dict[int, float]) -> Dict:
     Wilcoxon p-value is 2 / 2^n (0.25 for 3 seeds): report it, but read the t-test and the CI.
     """
     from scipy import stats
-    seeds = sorted(s for s in set(a) & set(b) if math.isfinite(a[s]) and math.isfinite(b[s]))
+    seeds = sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
+    # a seed that one side lacks or that diverged (non-finite) is left out of the test: say which
+    dropped = sorted((set(a) | set(b)) - set(seeds))
     diffs = np.asarray([a[s] - b[s] for s in seeds], dtype=float)
-    out = {"seeds": seeds, "n": len(seeds), "differences": diffs.tolist(),
+    out = {"seeds": seeds, "n": len(seeds), "dropped_seeds": dropped, "differences": diffs.tolist(),
            "mean_difference": float(diffs.mean()) if diffs.size else None,
            "ci95_bootstrap_difference": bootstrap_ci(diffs)}
     if diffs.size < 2:
         return out | {"t_statistic": None, "t_pvalue": None, "wilcoxon_pvalue": None,
                       "note": "fewer than 2 paired seeds: no test"}
-    if np.allclose(diffs, diffs[0]):
+    if np.ptp(diffs) == 0:  # exactly constant differences: the t statistic is +-inf (or 0/0 for all zeros)
         t_stat, t_p = (math.inf * np.sign(diffs[0]), 0.0) if diffs[0] != 0 else (0.0, 1.0)
     else:
         res = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
