@@ -33,7 +33,7 @@ $(VENV457)/.installed: setup.cfg pyproject.toml
 	test -x $(VENV457)/bin/python || $(PYTHON) -m venv $(VENV457)
 	$(VENV457)/bin/python -m pip install -q --upgrade pip
 	$(VENV457)/bin/python -c "import torch" 2>/dev/null || $(VENV457)/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(VENV457)/bin/python -m pip install -q -e ".[onnx,peft]" "transformers==4.57.6" "pytest>=8" \
+	$(VENV457)/bin/python -m pip install -q -e ".[onnx,peft,compare]" "transformers==4.57.6" "pytest>=8" \
 		"optimum-onnx[onnxruntime]==0.1.0"
 	touch $@
 
