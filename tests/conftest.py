@@ -29,3 +29,17 @@ def tiny_config(**kwargs):
                 intermediate_size=40, pad_token_id=0, bos_token_id=1, eos_token_id=1)
     base.update(kwargs)
     return ResNetBKConfig(**base)
+
+
+def widened_model(**kwargs):
+    """A tiny ResNetBKForCausalLM in eval mode with its mixers' in_proj redrawn at std 0.5: the init leaves
+    the potentials near 0, and the tests need a Hamiltonian far from trivial."""
+    import torch
+    from resnet_bk_hf import ResNetBKForCausalLM
+    from resnet_bk_hf.modeling import ResNetBKMixer
+    model = ResNetBKForCausalLM(tiny_config(**kwargs)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, ResNetBKMixer):
+                m.in_proj.weight.normal_(0, 0.5)
+    return model

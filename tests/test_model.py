@@ -7,21 +7,14 @@ import resnet_bk_hf  # noqa: F401  (registers the Auto classes)
 from resnet_bk_hf import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel
 from resnet_bk_hf.modeling import ResNetBKMixer
 
-from conftest import tiny_config
+from conftest import tiny_config, widened_model
 
 MODES = [dict(mixer_mode="resolvent"), dict(mixer_mode="diag"),
          dict(mixer_mode="resolvent", hopping_mode="learned", hop_value=0.5),
          dict(mixer_mode="resolvent", hopping_mode="constant", ffn_type="mlp")]
 
 
-def model_for(**kw):
-    model = ResNetBKForCausalLM(tiny_config(**kw)).eval()
-    # Random init leaves potentials ~0; widen them so the tests see a non-trivial Hamiltonian.
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, ResNetBKMixer):
-                m.in_proj.weight.normal_(0, 0.5)
-    return model
+model_for = widened_model
 
 
 @pytest.mark.parametrize("kw", MODES)

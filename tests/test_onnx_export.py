@@ -10,11 +10,10 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip instal
 
 from resnet_bk_hf import ResNetBKForCausalLM  # noqa: E402
 from resnet_bk_hf.cli import main as cli_main  # noqa: E402
-from resnet_bk_hf.modeling import ResNetBKMixer  # noqa: E402
 from resnet_bk_hf.onnx_export import (FULL_MODEL_FILE, WITH_STATE_MODEL_FILE, OnnxResNetBK,  # noqa: E402
                                       export_onnx)
 
-from conftest import tiny_config  # noqa: E402
+from conftest import tiny_config, widened_model  # noqa: E402
 
 try:
     import optimum.exporters.onnx  # noqa: F401
@@ -28,12 +27,7 @@ TOL = 1e-4
 
 def tiny_model(**kw):
     torch.manual_seed(1234)
-    model = ResNetBKForCausalLM(tiny_config(**kw)).eval()
-    with torch.no_grad():   # wider potentials than the init's, so the scan is far from trivial
-        for m in model.modules():
-            if isinstance(m, ResNetBKMixer):
-                m.in_proj.weight.normal_(0, 0.5)
-    return model
+    return widened_model(**kw)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 the spectral monitoring callback with clipping, the stability dashboard."""
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, widened_model
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
 import resnet_bk_hf  # noqa: F401
 from resnet_bk_hf import ResNetBKConfig, ResNetBKForCausalLM
 from resnet_bk_hf.kernels import causal_green_naive, causal_resolvent_scan
-from resnet_bk_hf.modeling import ResNetBKMixer
 from resnet_bk_hf.monitoring import SpectralMonitorCallback, plot_stability_dashboard, spectral_report
 from resnet_bk_hf.theory.model_operators import mixer_hamiltonian, model_hamiltonians
 from resnet_bk_hf.theory.operators import birman_schwinger_lattice, schatten_norm
@@ -18,13 +17,7 @@ from resnet_bk_hf.theory.primes import positional_prime_bump
 PRIME = {"positional_potential": "prime_bump", "positional_potential_length": 12}
 
 
-def model_for(**kw):
-    model = ResNetBKForCausalLM(tiny_config(**kw)).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, ResNetBKMixer):
-                m.in_proj.weight.normal_(0, 0.5)
-    return model
+model_for = widened_model
 
 
 @pytest.mark.parametrize("field,value,message", [
