@@ -33,9 +33,18 @@ def _generate(args):
 
 def _compare(args):
     from .compare.config import load_config
-    from .compare.runner import run_compare
+    from .compare.runner import RunSelection, run_compare
     cfg = load_config(args.config, {"output_dir": args.output_dir, "device": args.device})
-    summary = run_compare(cfg, aggregate_only=args.aggregate_only, extra_run_dirs=args.include_runs)
+    try:
+        shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
+        if len(shard) != 2:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--shard must be I/N (e.g. 0/2), got {args.shard!r}")
+    selection = RunSelection(seed=args.seed, shard=shard, gpu_shared_by=args.gpu_shared_by,
+                             aggregate=not args.no_aggregate)
+    summary = run_compare(cfg, aggregate_only=args.aggregate_only, extra_run_dirs=args.include_runs,
+                          selection=selection)
     print(f"wrote {cfg.output_dir}/summary.json ({summary['status']})")
 
 
@@ -101,11 +110,16 @@ def main(argv=None):
     p.add_argument("--sample", action="store_true")
     p.set_defaults(func=_generate)
     p = sub.add_parser("compare", help="train and compare ResNet-BK, Mamba and a Transformer (docs/results.md)")
-    p.add_argument("config", help="YAML file, e.g. examples/compare/gpu_10m_1seed.yaml")
+    p.add_argument("config", help="YAML file, e.g. examples/compare/gpu_10m.yaml")
     p.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--aggregate-only", action="store_true", help="rebuild summary.json and figures, train nothing")
     p.add_argument("--include-runs", nargs="*", default=None, help="more runs/ folders to compare with")
+    p.add_argument("--seed", type=int, default=None, help="train only this seed's runs (one of the config's seeds)")
+    p.add_argument("--shard", default=None, help="I/N: train every N-th pending run from the I-th (parallel processes)")
+    p.add_argument("--gpu-shared-by", type=int, default=1,
+                   help="training processes sharing the GPU meanwhile (recorded; throughput taken only from 1)")
+    p.add_argument("--no-aggregate", action="store_true", help="train only; summary.json by a later --aggregate-only")
     p.set_defaults(func=_compare)
     p = sub.add_parser("lm-eval", help="lm-eval-harness (--model hf) on the bench corpora, offline; tabulates")
     p.add_argument("--model", action="append", required=True, help="saved model folder (repeat for several)")

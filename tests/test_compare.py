@@ -110,13 +110,34 @@ def test_config_errors_name_the_field(tmp_path):
                           (lambda d: d["sizes"]["tiny"]["layers"].pop("mamba"), "sizes.tiny.layers.mamba"),
                           (lambda d: d["train"].update(bogus=1), "train.bogus"),
                           (lambda d: d.update(long_context={"seq_lens": [48], "tokens_per_step": 64, "tokens": 64}),
-                           "long_context.tokens_per_step")]:
+                           "long_context.tokens_per_step"),
+                          (lambda d: d["train"].update(micro_batch_size={"mamba": 3}), "train.micro_batch_size.mamba"),
+                          (lambda d: d["train"].update(micro_batch_size={"rwkv": 2}), "train.micro_batch_size"),
+                          (lambda d: d["train"].update(micro_batch_size=0), "train.micro_batch_size"),
+                          (lambda d: d.update(long_context={"seq_lens": [32], "tokens_per_step": 64, "tokens": 64,
+                                                            "gradient_checkpointing": "yes"}),
+                           "long_context.gradient_checkpointing")]:
         data = copy.deepcopy(base)
         mutate(data)
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
             parse_config(data)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
+    data = copy.deepcopy(base)
+    data["train"]["micro_batch_size"] = {"mamba": 2}
+    train = parse_config(data).train
+    assert (train.micro_batch_for("mamba"), train.micro_batch_for("resnet_bk")) == (2, train.batch_size)
+
+
+def test_run_selection_splits_pending_runs_without_overlap():
+    from resnet_bk_hf.compare.runner import RunSelection
+    pending = [(size, seed, arch) for size in "ab" for seed in (0, 1, 2) for arch in ("x", "y")]
+    shards = [RunSelection(shard=(i, 3)).pick(pending) for i in range(3)]
+    assert sorted(sum(shards, [])) == sorted(pending) and all(len(s) == 4 for s in shards)
+    assert RunSelection(seed=1).pick(pending, seed_of=lambda r: r[1]) == [r for r in pending if r[1] == 1]
+    for bad in [dict(shard=(2, 2)), dict(shard=(0, 0)), dict(gpu_shared_by=0)]:
+        with pytest.raises(ValueError):
+            RunSelection(**bad)
 
 
 @pytest.mark.parametrize("use_mambapy", [False, True])
@@ -331,12 +352,20 @@ def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
     """Three architectures x two seeds + long context on a tiny budget: well-formed, finite, resumable, fair."""
     pytest.importorskip("scipy")
     from resnet_bk_hf.compare.config import load_config
-    from resnet_bk_hf.compare.runner import run_compare
+    from resnet_bk_hf.compare.runner import RunSelection, run_compare
     cfg = load_config(ROOT / "examples/compare/tiny_cpu.yaml", {"output_dir": str(tmp_path / "out"),
                                                                  "data_dir": str(bench_data_dir)})
     assert cfg.long_context is not None, "tiny_cpu.yaml should exercise the long-context path"
     cfg.long_context.seq_lens, cfg.long_context.tokens = [32], 64   # one length, one step: the code path
-    summary = run_compare(cfg)
+    cfg.long_context.gradient_checkpointing = True
+    # as benchmarks/compare_gpu.py runs it: seed 0 alone, the rest in two shards "sharing the GPU", then aggregation
+    first = run_compare(cfg, selection=RunSelection(seed=0, aggregate=False))
+    assert "runs only" in first["status"] and not (tmp_path / "out" / "summary.json").exists()
+    assert sorted(p.parent.parent.name for p in (tmp_path / "out/runs").glob("*/*/seed0/result.json")) == \
+        ["mamba", "resnet_bk", "transformer"] and not list((tmp_path / "out/runs").glob("*/*/seed1"))
+    for i in range(2):
+        run_compare(cfg, selection=RunSelection(shard=(i, 2), gpu_shared_by=2, aggregate=False))
+    summary = run_compare(cfg, aggregate_only=True)
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["status"] == "ok" and _all_finite(saved) > 100
     entry = saved["sizes"]["tiny"]
@@ -346,7 +375,9 @@ def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
         for vset in ("sotu_valid", "wikitext2_valid"):
             m = a["metrics"][f"{vset}.bits_per_byte"]
             assert m["n"] == 2 and 0 < m["mean"] < 20 and m["ci95_t"][0] <= m["mean"] <= m["ci95_t"][1]
-        assert a["metrics"]["train_tokens_per_second"]["mean"] > 0
+        # throughput from the seed that had the "GPU" alone only; losses from both seeds
+        assert a["metrics"]["train_tokens_per_second"]["mean"] > 0 and a["metrics"]["train_tokens_per_second"]["n"] == 1
+        assert a["metrics"]["throughput_seeds"] == [0] and a["metrics"]["final_train_loss"]["n"] == 2
     assert entry["architectures"]["mamba"]["mamba_scan_path"] == ["torch-sequential-loop"]
     assert entry["architectures"]["transformer"]["attn_implementation"] == "sdpa"
     assert entry["architectures"]["resnet_bk"]["scan_backend"] == ["recurrent"]
@@ -360,6 +391,8 @@ def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
     assert {Path(f).suffix for f in saved["figures"]} == {".png", ".svg"}
     run = json.loads((tmp_path / "out/runs/tiny/mamba/seed1/result.json").read_text())
     assert len(run["loss_curve"]) == 4 and run["train"]["tokens_seen"] == 512
+    assert run["train"]["gpu_shared_by_processes"] == 2 and not run["train"]["gradient_checkpointing"]
+    assert entry["comparisons"]["mamba - resnet_bk"]["train_tokens_per_second"]["seeds"] == [0]
     assert (tmp_path / "out/runs/tiny/resnet_bk/seed0/model/model.safetensors").is_file()
     # long context: every architecture at both lengths, trained and streamed through moby-dick
     lc = {(r["arch"], r["seq_len"]): r for r in summary["long_context"]}
@@ -368,6 +401,9 @@ def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
         assert r["status"] == "ok" and r["streaming"]["status"] == "ok" and r["streaming"]["tokens"] == 150
         assert all(math.isfinite(p) for p in r["streaming"]["profile"]["perplexity"])
     assert lc[("transformer", 32)]["streaming"]["window"] == 32
+    lc_run = json.loads((tmp_path / "out/long_context/mamba/N32/result.json").read_text())
+    # the long-context runs use the first seed, so the seed-0 invocation trained them
+    assert lc_run["train"]["gradient_checkpointing"] and lc_run["train"]["gpu_shared_by_processes"] == 1
     # resumable: a second invocation trains nothing and leaves the finished runs alone
     mtime = (tmp_path / "out/runs/tiny/mamba/seed1/result.json").stat().st_mtime_ns
     run_compare(cfg)

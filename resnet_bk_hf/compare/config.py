@@ -32,7 +32,9 @@ class TrainConfig:
     tokens: int                     # token budget per run (steps = tokens // (batch_size * seq_len))
     seq_len: int = 512
     batch_size: int = 32            # sequences per optimizer step
-    micro_batch_size: Optional[int] = None   # per forward; the rest by gradient accumulation
+    # per forward, the rest by gradient accumulation: one number for every architecture, or a mapping
+    # architecture -> number (memory differs by architecture; the arithmetic of a step does not)
+    micro_batch_size: Optional[int | Dict[str, int]] = None
     learning_rate: float = 1.5e-3
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
@@ -45,6 +47,12 @@ class TrainConfig:
     save_steps: Optional[int] = None  # checkpoint interval for resuming (default: a quarter of the run)
     dataloader_workers: int = 0
     torch_compile: bool = False
+
+    def micro_batch_for(self, arch: str) -> int:
+        micro = self.micro_batch_size
+        if isinstance(micro, dict):
+            micro = micro.get(arch)
+        return micro or self.batch_size
 
     def recipe(self) -> Dict:
         """The fields every compared run must share (fairness check)."""
@@ -71,6 +79,7 @@ class LongContextConfig:
     stream_max_tokens: Optional[int] = None   # tokens of moby-dick.txt to stream; None = the whole novel
     stream_chunk: Optional[int] = None        # default: the run's seq_len
     position_bins: int = 24
+    gradient_checkpointing: bool = False      # every architecture alike: memory, not arithmetic
 
 
 @dataclass
@@ -180,10 +189,16 @@ def validate(cfg: CompareConfig) -> None:
     t = cfg.train
     for name in ("tokens", "seq_len", "batch_size", "logging_steps"):
         _pos_int(f"train.{name}", getattr(t, name))
-    _pos_int("train.micro_batch_size", t.micro_batch_size, allow_none=True)
     _pos_int("train.save_steps", t.save_steps, allow_none=True)
-    if t.micro_batch_size and t.batch_size % t.micro_batch_size:
-        _bad("train.micro_batch_size", f"a divisor of train.batch_size={t.batch_size}", t.micro_batch_size)
+    micro = t.micro_batch_size
+    per_arch = micro if isinstance(micro, dict) else {"": micro}
+    for arch, m in per_arch.items():
+        name = f"train.micro_batch_size.{arch}" if arch else "train.micro_batch_size"
+        if arch and arch not in ARCHITECTURES:
+            _bad("train.micro_batch_size", f"a number or a mapping with keys from {ARCHITECTURES}", arch)
+        _pos_int(name, m, allow_none=True)
+        if m and t.batch_size % m:
+            _bad(name, f"a divisor of train.batch_size={t.batch_size}", m)
     if t.tokens < t.batch_size * t.seq_len:
         _bad("train.tokens", f">= one step of batch_size * seq_len = {t.batch_size * t.seq_len} tokens", t.tokens)
     for name in ("learning_rate", "max_grad_norm"):
@@ -223,6 +238,8 @@ def validate(cfg: CompareConfig) -> None:
         _pos_int("long_context.stream_chunk", lc.stream_chunk, allow_none=True)
         _pos_int("long_context.max_micro_batch_tokens", lc.max_micro_batch_tokens, allow_none=True)
         _pos_int("long_context.position_bins", lc.position_bins)
+        if not isinstance(lc.gradient_checkpointing, bool):
+            _bad("long_context.gradient_checkpointing", "true or false", lc.gradient_checkpointing)
 
 
 def load_config(path: str | Path, overrides: Optional[Dict] = None) -> CompareConfig:

@@ -44,7 +44,9 @@ def stream_moby_dick(model, arch: str, seq_len: int, ids, byte_lengths, device, 
             "profile": position_profile(nll, byte_lengths, ids[1:], bins=lc.position_bins)}
 
 
-def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fairness):
+def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fairness, selection=None):
+    from .runner import RunSelection
+    selection = selection or RunSelection()
     lc = cfg.long_context
     size = lc.size or cfg.sizes[0].name
     seed = cfg.seeds[0] if lc.seed is None else lc.seed
@@ -54,7 +56,12 @@ def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fair
     novel = eval_token_stream(tokenizer, [load_long_context_text(data_dir)], lc.stream_max_tokens)
     if lc.stream_max_tokens is None:
         novel = novel[:-1]  # the closing EOS is no part of the novel
-    for n in lc.seq_lens:
+    lengths = sorted(lc.seq_lens, reverse=True)  # longest first: the runs the question is about, and OOM shows early
+    runs = [(n, arch) for n in lengths for arch in cfg.architectures]
+    if selection.seed is not None and selection.seed != seed:
+        runs = []
+    mine = {(n, arch) for n, arch in selection.pick(runs) if not (out / arch / f"N{n}" / "result.json").is_file()}
+    for n in lengths:
         batch = lc.tokens_per_step // n
         micro = batch
         if lc.max_micro_batch_tokens:
@@ -65,7 +72,7 @@ def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fair
         blocks = None
         for arch in cfg.architectures:
             run_dir = out / arch / f"N{n}"
-            if (run_dir / "result.json").is_file():
+            if (n, arch) not in mine:
                 continue
             if blocks is None:
                 texts = texts if texts is not None else load_bench_train(data_dir, cfg.max_train_docs)
@@ -81,4 +88,5 @@ def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fair
                 byte_lengths=byte_lengths, tokenizer=tokenizer, train=train, eval_cfg=cfg.eval, device=device,
                 bf16=bf16, fairness=fairness | {"recipe": train.recipe(), "train_tokens_budget": lc.tokens},
                 extra={"size": size, "seq_len": n, "batch_size": batch, "micro_batch_size": micro},
-                save_model=False, target_params=None, after_training=stream)
+                save_model=False, target_params=None, after_training=stream,
+                gradient_checkpointing=lc.gradient_checkpointing, gpu_shared_by=selection.gpu_shared_by)

@@ -20,6 +20,12 @@ RUN_METRICS = {  # name -> how to read it from a result.json
     "train_flops_per_token": lambda r: r["flops_per_token"]["train"],
 }
 PAIRED_METRICS = ("loss", "bits_per_byte")
+# Throughput is a run's own only where it had the GPU alone (runs of processes sharing it record how many).
+THROUGHPUT_METRICS = ("train_tokens_per_second", "train_tokens_per_second_steady")
+
+
+def had_gpu_alone(result: Dict) -> bool:
+    return (result["train"].get("gpu_shared_by_processes") or 1) == 1
 
 
 def load_results(run_dirs: List[Path]) -> List[Dict]:
@@ -33,7 +39,10 @@ def load_results(run_dirs: List[Path]) -> List[Dict]:
 
 
 def _metric_table(runs: List[Dict]) -> Dict:
-    table = {name: describe([get(r) for r in runs]) for name, get in RUN_METRICS.items()}
+    solo = [r for r in runs if had_gpu_alone(r)]
+    table = {name: describe([get(r) for r in (solo if name in THROUGHPUT_METRICS else runs)])
+             for name, get in RUN_METRICS.items()}
+    table["throughput_seeds"] = sorted(r["seed"] for r in solo)
     for vname in sorted({v for r in runs for v in r.get("validation", {})}):
         for key in ("loss", "perplexity", "bits_per_byte"):
             table[f"{vname}.{key}"] = describe([r["validation"][vname][key] for r in runs
@@ -74,8 +83,8 @@ def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
                     va, vb = ({r["seed"]: r["validation"][vname][key] for r in arch_runs[x]
                                if vname in r.get("validation", {})} for x in (a, b))
                     comp[f"{vname}.{key}"] = paired_test(va, vb)
-            tp = {r["seed"]: r["train"].get("tokens_per_second") or math.nan for r in arch_runs[a]}
-            tq = {r["seed"]: r["train"].get("tokens_per_second") or math.nan for r in arch_runs[b]}
+            tp, tq = ({r["seed"]: r["train"].get("tokens_per_second") or math.nan for r in arch_runs[x]
+                       if had_gpu_alone(r)} for x in (a, b))
             comp["train_tokens_per_second"] = paired_test(tp, tq)
             entry["comparisons"][f"{a} - {b}"] = comp
         summary["sizes"][size] = entry
@@ -103,5 +112,6 @@ def load_long_context(out: Path) -> List[Dict]:
                                             "mamba_scan_path")}
                     | {"tokens_per_second": r.get("train", {}).get("tokens_per_second"),
                        "peak_memory_bytes": r.get("train", {}).get("peak_memory_bytes"),
+                       "gpu_shared_by_processes": r.get("train", {}).get("gpu_shared_by_processes"),
                        "loss_curve": [(c["tokens"], c["loss"]) for c in r.get("loss_curve", [])]})
     return rows

@@ -143,11 +143,13 @@ def environment(device: str) -> Dict:
 def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, train_blocks, valid_streams: Dict,
                        byte_lengths, tokenizer, train: TrainConfig, eval_cfg, device: str, bf16: bool,
                        fairness: Dict, extra: Optional[Dict] = None, save_model: bool = True,
-                       target_params: Optional[int] = None, after_training=None) -> Dict:
+                       target_params: Optional[int] = None, after_training=None, gradient_checkpointing: bool = False,
+                       gpu_shared_by: int = 1) -> Dict:
     """One training run through transformers.Trainer, then evaluation; writes run_dir/result.json.
 
     `after_training(model, result)`, if given, runs on a finished run before the result is written
-    (the long-context runs add their streaming evaluation there).
+    (the long-context runs add their streaming evaluation there). `gpu_shared_by` > 1 records that other
+    processes trained on the same GPU meanwhile: the run's losses are unaffected, its tokens/s is not its own.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     result_path = run_dir / "result.json"
@@ -158,7 +160,7 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
     counts = count_parameters(model)
     tokens_per_step = train.batch_size * train.seq_len
     steps = train.tokens // tokens_per_step
-    micro = train.micro_batch_size or train.batch_size
+    micro = train.micro_batch_for(arch)
     ckpt_dir = run_dir / "checkpoints"
     save_steps = train.save_steps or max(1, steps // 4)
     args = TrainingArguments(
@@ -170,7 +172,7 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
         save_steps=save_steps, save_total_limit=1, eval_strategy="no", report_to="none", use_cpu=device == "cpu",
         bf16=bf16, seed=seed, data_seed=seed, logging_nan_inf_filter=False, disable_tqdm=False,
         dataloader_num_workers=train.dataloader_workers, optim="adamw_torch", torch_compile=train.torch_compile,
-        save_only_model=False)
+        save_only_model=False, gradient_checkpointing=gradient_checkpointing)
     monitor = RunMonitor(tokens_per_step, device)
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, data_collator=default_data_collator,
                       callbacks=[NonFiniteLossCallback(), monitor])
@@ -198,7 +200,9 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
         "scan_backend": _resnet_bk_backend(model, device) if arch == "resnet_bk" else None,
         "fairness": fairness | {"seed": seed},
         "train": {"steps": steps, "tokens_per_step": tokens_per_step, "tokens_seen": trainer.state.global_step *
-                  tokens_per_step, "precision": "bf16" if bf16 else "fp32", **monitor.summary()},
+                  tokens_per_step, "precision": "bf16" if bf16 else "fp32", "micro_batch_size": micro,
+                  "gradient_checkpointing": gradient_checkpointing, "gpu_shared_by_processes": gpu_shared_by,
+                  **monitor.summary()},
         "loss_curve": monitor.curve, "loss_spikes": count_spikes(losses),
         "nonfinite_loss": any(not math.isfinite(v) for v in losses),
         "max_grad_norm": max((c["grad_norm"] for c in monitor.curve if math.isfinite(c["grad_norm"])), default=None),
@@ -236,8 +240,39 @@ def _resnet_bk_backend(model, device: str) -> str:
     return resolve_backend(None if cfg_backend == "auto" else cfg_backend, device)
 
 
-def run_compare(cfg: CompareConfig, aggregate_only: bool = False, extra_run_dirs: Optional[List[str]] = None) -> Dict:
+@dataclasses.dataclass
+class RunSelection:
+    """Which pending runs this process trains, so that several processes can share one GPU.
+
+    seed: only that seed's runs (None: all). shard (i, n): every n-th run (of those of `seed`), from the i-th on.
+    gpu_shared_by: how many training processes share the GPU meanwhile (recorded in each result; the
+    aggregation takes throughput only from runs that had the GPU alone). aggregate: write summary.json.
+    """
+    seed: Optional[int] = None
+    shard: tuple = (0, 1)
+    gpu_shared_by: int = 1
+    aggregate: bool = True
+
+    def __post_init__(self):
+        i, n = self.shard
+        if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard must be I/N with 0 <= I < N, got {i}/{n}")
+        if not (isinstance(self.gpu_shared_by, int) and self.gpu_shared_by >= 1):
+            raise ValueError(f"gpu_shared_by must be an integer >= 1, got {self.gpu_shared_by!r}")
+
+    def pick(self, pending: List, seed_of=lambda run: None) -> List:
+        if self.seed is not None:
+            pending = [run for run in pending if seed_of(run) in (None, self.seed)]
+        i, n = self.shard
+        return pending[i::n]
+
+
+def run_compare(cfg: CompareConfig, aggregate_only: bool = False, extra_run_dirs: Optional[List[str]] = None,
+                selection: Optional[RunSelection] = None) -> Dict:
     from .report import aggregate
+    selection = selection or RunSelection()
+    if selection.seed is not None and selection.seed not in cfg.seeds:
+        raise ValueError(f"seed {selection.seed} is not one of the config's seeds {cfg.seeds}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not aggregate_only:
@@ -251,8 +286,10 @@ def run_compare(cfg: CompareConfig, aggregate_only: bool = False, extra_run_dirs
                     "recipe": cfg.train.recipe()}
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         specs = size_specs(cfg, len(tokenizer), device, max(cfg.train.seq_len, cfg.eval.block_size))
-        pending = [(s, seed, a) for s in cfg.sizes for seed in cfg.seeds for a in cfg.architectures
-                   if cfg.run_main and not (out / "runs" / s.name / a / f"seed{seed}" / "result.json").is_file()]
+        # shards split the whole list, finished runs included, so the split does not depend on when each starts
+        runs = [(s, seed, a) for s in cfg.sizes for seed in cfg.seeds for a in cfg.architectures if cfg.run_main]
+        pending = [(s, seed, a) for s, seed, a in selection.pick(runs, seed_of=lambda run: run[1])
+                   if not (out / "runs" / s.name / a / f"seed{seed}" / "result.json").is_file()]
         if pending:
             workers = max(1, min(8, (os.cpu_count() or 1) // 2)) if device == "cuda" else None
             train_blocks = tokenize_and_chunk(load_bench_train(data_dir, cfg.max_train_docs), tokenizer,
@@ -267,9 +304,12 @@ def run_compare(cfg: CompareConfig, aggregate_only: bool = False, extra_run_dirs
                 seed=seed, train_blocks=train_blocks, valid_streams=valid_streams, byte_lengths=byte_lengths,
                 tokenizer=tokenizer, train=cfg.train, eval_cfg=cfg.eval, device=device, bf16=use_bf16(cfg, device),
                 fairness=fairness, extra={"size": size.name, "data_dir": str(data_dir)},
-                save_model=cfg.save_models, target_params=size.target_non_embedding_params)
+                save_model=cfg.save_models, target_params=size.target_non_embedding_params,
+                gpu_shared_by=selection.gpu_shared_by)
         if cfg.long_context is not None:
             from .long_context import run_long_context
-            run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fairness)
+            run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fairness, selection)
+    if not selection.aggregate:
+        return {"status": "runs only (aggregation left to a later --aggregate-only)"}
     run_dirs = [out / "runs"] + [Path(d) for d in (extra_run_dirs or [])]
     return aggregate(cfg, run_dirs, out)
