@@ -138,6 +138,7 @@ class ResNetBKMixer(nn.Module):
         self.shift_energy = nn.Parameter(torch.zeros(H, K))
         self.shift_width = nn.Parameter(torch.zeros(H, K))
         self.out_proj = nn.Linear(D, D, bias=False)
+        self.out_proj.is_residual_output = True   # depth-scaled init (_init_weights)
         if config.positional_potential is not None:
             # A bias on the potential by token position (theory.primes); a frozen parameter when not learned.
             self.positional_potential = nn.Parameter(torch.zeros(config.positional_potential_length, H),
@@ -231,6 +232,7 @@ class ResNetBKFeedForward(nn.Module):
         self.swiglu = config.ffn_type == "swiglu"
         self.up_proj = nn.Linear(D, 2 * F_ if self.swiglu else F_, bias=False)
         self.down_proj = nn.Linear(F_, D, bias=False)
+        self.down_proj.is_residual_output = True
 
     def forward(self, x):
         h = self.up_proj(x)
@@ -268,8 +270,13 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
     _is_stateful = True
 
     def _init_weights(self, module):
+        # Each module initialises only its own parameters: transformers 5 skips a module without parameters
+        # of its own (the FFN) under custom code, and ZeRO-3 gathers only a module's (and its children's)
+        # parameters, so an init reaching into a child would depend on the path taken.
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
+            if getattr(module, "is_residual_output", False):
+                std = std / math.sqrt(2 * self.config.num_hidden_layers)   # GPT-2 style: scaled with depth
             _normal_(module.weight, std)
             if module.bias is not None:
                 _zeros_(module.bias)
@@ -277,13 +284,9 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
             _normal_(module.weight, std)
         elif isinstance(module, ResNetBKRMSNorm):
             _ones_(module.weight)
-        if isinstance(module, ResNetBKMixer):
+        elif isinstance(module, ResNetBKMixer):
             module.reset_shift_parameters()
             module.reset_positional_potential()
-            # GPT-2 style: residual branches scaled down with depth
-            _normal_(module.out_proj.weight, std / math.sqrt(2 * self.config.num_hidden_layers))
-        elif isinstance(module, ResNetBKFeedForward):
-            _normal_(module.down_proj.weight, std / math.sqrt(2 * self.config.num_hidden_layers))
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
