@@ -231,8 +231,9 @@ class ResNetBKFeedForward(nn.Module):
         D, F_ = config.hidden_size, config.intermediate_size
         self.swiglu = config.ffn_type == "swiglu"
         self.up_proj = nn.Linear(D, 2 * F_ if self.swiglu else F_, bias=False)
+        # Plain init (not depth-scaled like the mixer's out_proj): what the measured comparison runs used; the
+        # depth-scaled variant learned more slowly where both were tried (docs/training.md, "init fix").
         self.down_proj = nn.Linear(F_, D, bias=False)
-        self.down_proj.is_residual_output = True
 
     def forward(self, x):
         h = self.up_proj(x)
