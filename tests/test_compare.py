@@ -477,3 +477,69 @@ def test_lm_eval_tasks_load_and_score_tiny_models_offline(tmp_path, synthetic_da
         assert math.isfinite(bpb) and bpb > 0
     theirs = rows[dirs[0]]["results"]["bench_sotu_valid"]["bits_per_byte,none"]
     assert theirs == pytest.approx(ours["bits_per_byte"], rel=1e-4)
+
+
+def test_gpu_session_driver_runs_seed0_alone_then_shards_and_packs_the_results(tmp_path, synthetic_data_dir):
+    """benchmarks/compare_gpu.py (the driver of the H100 comparison) on the CPU: seed 0 alone, the other seed in
+    two shards marked as sharing the device, aggregation, one archive without weights or checkpoints."""
+    pytest.importorskip("scipy")
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    import yaml
+    config = yaml.safe_load((ROOT / "examples/compare/tiny_cpu.yaml").read_text())
+    config.pop("long_context")
+    config.update(architectures=["resnet_bk", "transformer"], data_dir=str(synthetic_data_dir))
+    (tmp_path / "main.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/compare_gpu.py"), "--out", str(tmp_path / "out"),
+                           "--work", str(tmp_path / "work"), "--main", str(tmp_path / "main.yaml"), "--name", "tiny",
+                           "--deadline-s", "400"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with tarfile.open(tmp_path / "out/tiny.tar.gz") as tar:
+        names = set(tar.getnames())
+        summary = json.load(tar.extractfile("tiny/summary.json"))
+        shared = json.load(tar.extractfile("tiny/runs/tiny/transformer/seed1/result.json"))["train"]
+    assert {f"tiny/runs/tiny/{a}/seed{s}/result.json" for a in ("resnet_bk", "transformer") for s in (0, 1)} <= names
+    assert not any("/model/" in n or "checkpoint" in n for n in names)
+    assert {"logs/tiny_seed0.log", "logs/tiny_shard0.log", "logs/tiny_shard1.log"} <= names
+    assert shared["gpu_shared_by_processes"] == 2
+    metrics = summary["sizes"]["tiny"]["architectures"]["resnet_bk"]["metrics"]
+    assert metrics["throughput_seeds"] == [0] and metrics["sotu_valid.bits_per_byte"]["n"] == 2
+
+
+def test_a_run_stopped_during_evaluation_is_not_trained_again(tmp_path, synthetic_data_dir, monkeypatch):
+    """A process killed after training but before result.json (here: in the streaming evaluation) leaves the
+    final checkpoint; the next invocation loads it instead of taking another step, keeps the whole loss curve,
+    and evaluates the same model as an uninterrupted run."""
+    from resnet_bk_hf.compare import long_context
+    from resnet_bk_hf.compare.config import load_config
+    from resnet_bk_hf.compare.runner import run_compare
+
+    def config(out):
+        cfg = load_config(ROOT / "examples/compare/tiny_cpu.yaml", {"output_dir": str(out),
+                                                                     "data_dir": str(synthetic_data_dir)})
+        cfg.architectures, cfg.run_main, cfg.train.save_steps = ["resnet_bk"], False, 1
+        cfg.long_context.seq_lens, cfg.long_context.tokens_per_step, cfg.long_context.tokens = [32], 64, 128
+        return cfg
+
+    stream = long_context.stream_moby_dick
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("stopped during the evaluation")
+
+    monkeypatch.setattr(long_context, "stream_moby_dick", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(config(tmp_path / "a"))
+    run_dir = tmp_path / "a/long_context/resnet_bk/N32"
+    assert not (run_dir / "result.json").exists() and (run_dir / "checkpoints/checkpoint-2").is_dir()
+    monkeypatch.setattr(long_context, "stream_moby_dick", stream)
+    run_compare(config(tmp_path / "a"))
+    resumed = json.loads((run_dir / "result.json").read_text())
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["train"]["steps_this_session"] == 0
+    assert resumed["train"]["tokens_seen"] == 128 and [c["step"] for c in resumed["loss_curve"]] == [1, 2]
+    run_compare(config(tmp_path / "b"))   # the same run, never interrupted
+    plain = json.loads((tmp_path / "b/long_context/resnet_bk/N32/result.json").read_text())
+    assert [c["loss"] for c in resumed["loss_curve"]] == [c["loss"] for c in plain["loss_curve"]]
+    assert resumed["streaming"]["bits_per_byte"] == pytest.approx(plain["streaming"]["bits_per_byte"], rel=1e-6)

@@ -75,6 +75,7 @@ class RunMonitor(TrainerCallback):
         self.device = device
         self.step_times: List[tuple] = []
         self.curve: List[Dict] = []
+        self.t0 = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.device == "cuda":
@@ -99,6 +100,9 @@ class RunMonitor(TrainerCallback):
         self.t1 = time.perf_counter()
 
     def summary(self) -> Dict:
+        if self.t0 is None:   # nothing trained in this session (the run had finished before)
+            return {"train_seconds": 0.0, "steps_this_session": 0, "tokens_per_second": None,
+                    "tokens_per_second_steady": None, "peak_memory_bytes": None}
         steps = (self.step_times[-1][0] - self.start_step) if self.step_times else 0
         seconds = self.t1 - self.t0
         out = {"train_seconds": seconds, "steps_this_session": steps,
@@ -117,6 +121,28 @@ class RunMonitor(TrainerCallback):
             out["peak_memory_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
             out["peak_memory_kind"] = "process max RSS so far (CPU; includes earlier runs of this process)"
         return out
+
+
+def curve_from_log_history(log_history: List[Dict], tokens_per_step: int) -> List[Dict]:
+    return [{"step": e["step"], "tokens": e["step"] * tokens_per_step, "loss": float(e["loss"]),
+             "grad_norm": float(e.get("grad_norm", math.nan)), "learning_rate": float(e.get("learning_rate", math.nan))}
+            for e in log_history if "loss" in e and "step" in e]
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def _load_finished_checkpoint(trainer, model, checkpoint: str) -> None:
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+    missing, unexpected = model.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=False)
+    tied = {name for name, p in model.named_parameters(remove_duplicate=False)} - \
+        {name for name, p in model.named_parameters()}
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(f"checkpoint {checkpoint} does not fit the model: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
 
 
 def _latest_checkpoint(directory: Path) -> Optional[str]:
@@ -179,14 +205,22 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
     scan_path = probe_mamba_scan_path(model, device if device == "cuda" else "cpu") if arch == "mamba" else None
     resume = _latest_checkpoint(ckpt_dir)
     status, error = "ok", None
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    except NonFiniteLossError as e:
-        status, error = "diverged", str(e)
-    except torch.cuda.OutOfMemoryError as e:
-        status, error = "oom", str(e).splitlines()[0]
+    if resume is not None and _checkpoint_step(resume) >= steps:
+        # training had finished when the last process stopped (during evaluation, say): Trainer would take
+        # one more step from this checkpoint; load it instead
+        _load_finished_checkpoint(trainer, model, resume)
+        monitor.start_step = monitor.t0 = monitor.t1 = None
+    else:
+        try:
+            trainer.train(resume_from_checkpoint=resume)
+        except NonFiniteLossError as e:
+            status, error = "diverged", str(e)
+        except torch.cuda.OutOfMemoryError as e:
+            status, error = "oom", str(e).splitlines()[0]
     if not hasattr(monitor, "t1"):
         monitor.t1 = time.perf_counter()
+    # the whole run's curve: Trainer's log history holds the steps of earlier sessions too
+    monitor.curve = curve_from_log_history(trainer.state.log_history, tokens_per_step) or monitor.curve
     losses = [c["loss"] for c in monitor.curve]
     result = {
         "arch": arch, "seed": seed, "status": status, "error": error, "resumed_from": resume,
