@@ -1,7 +1,7 @@
 """Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
-        [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64]
+        [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
         [--profile] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
@@ -27,7 +27,8 @@ Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X t
 --bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3; both =
 each; default: the library's default loop), in the check, grid, compare, sweep and profile alike.
 --grid-n replaces the grid by (1, N, 1024, 8) float32 rows. --sweep-no-fwd skips the forward blocks in
-the sweep, --sweep-l picks its L. --deadline-s=S: the sweep skips (and lists) the configs it has not
+the sweep, --sweep-l picks its L, --sweep-n its N (and the profile's; default 262144: at N <= 16k the
+backward has a ~1.5 ms floor to explain, docs/benchmarks.md). --deadline-s=S: the sweep skips (and lists) the configs it has not
 reached S seconds after the start, so a run under a time limit still ends with its profile and JSON.
 --ptxas[=ARCH] only compiles the backward's main passes (v1 and v3, the sweep's block shapes at K = 8) for
 sm_ARCH (default 90 = Hopper) with Triton's bundled ptxas and prints registers and spilled bytes per thread:
@@ -330,7 +331,7 @@ SWEEP_BWD_V3 = [(64, 8, 1), (64, 4, 1), (64, 4, 3), (64, 2, 1), (64, 1, 1), (32,
                 (16, 1, 1)]
 # bwd_programs_per_sm tried on the fastest version-3 blocks (None = the default, min(32, 64 // warps)): fewer
 # programs keep the scratch slots (L x K x channel-block complex each) in L2 but hide less latency.
-SWEEP_V3_PROGRAMS = [2, 4, 8, 16]
+SWEEP_V3_PROGRAMS = [2, 4, 8, 16, 32]   # 32: the most one-warp programs an SM holds (for short N)
 
 
 def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bwd_loops=ts.BWD_LOOPS, fwd=True,
@@ -519,6 +520,7 @@ def ptxas_table(arch=90, K=8):
 
 
 def main():
+    global SWEEP_SHAPE
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     flags = {a for a in sys.argv[1:] if a.startswith("--")}
     if "--help" in flags or "-h" in sys.argv[1:]:
@@ -549,10 +551,12 @@ def main():
             grid_ns = [int(n) for n in f.split("=", 1)[1].split(",")]
         elif f.startswith("--sweep-l="):
             sweep_ls = tuple(int(n) for n in f.split("=", 1)[1].split(","))
+        elif f.startswith("--sweep-n="):
+            SWEEP_SHAPE = (1, int(f.split("=", 1)[1]), 1024, 8)   # read by sweep_configs and profile_kernels
         elif f.startswith("--deadline-s="):
             deadline = t_start + float(f.split("=", 1)[1])
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-           "head_size": P_HEAD, "cmd": " ".join(sys.argv)}
+           "head_size": P_HEAD, "cmd": " ".join(sys.argv), "sweep_and_profile_shape": SWEEP_SHAPE}
 
     def save():   # after every section and row: a run stopped at its time limit keeps what it measured
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
