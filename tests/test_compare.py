@@ -112,6 +112,10 @@ def test_config_errors_name_the_field(tmp_path):
                           (lambda d: d.update(long_context={"seq_lens": [48], "tokens_per_step": 64, "tokens": 64}),
                            "long_context.tokens_per_step"),
                           (lambda d: d["train"].update(micro_batch_size={"mamba": 3}), "train.micro_batch_size.mamba"),
+                          (lambda d: d["sizes"]["tiny"].update(model_overrides={"rwkv": {}}),
+                           "sizes.tiny.model_overrides"),
+                          (lambda d: d["sizes"]["tiny"].update(model_overrides={"mamba": [1]}),
+                           "sizes.tiny.model_overrides.mamba"),
                           (lambda d: d["train"].update(micro_batch_size={"rwkv": 2}), "train.micro_batch_size"),
                           (lambda d: d["train"].update(micro_batch_size=0), "train.micro_batch_size"),
                           (lambda d: d.update(long_context={"seq_lens": [32], "tokens_per_step": 64, "tokens": 64,
@@ -543,3 +547,21 @@ def test_a_run_stopped_during_evaluation_is_not_trained_again(tmp_path, syntheti
     plain = json.loads((tmp_path / "b/long_context/resnet_bk/N32/result.json").read_text())
     assert [c["loss"] for c in resumed["loss_curve"]] == [c["loss"] for c in plain["loss_curve"]]
     assert resumed["streaming"]["bits_per_byte"] == pytest.approx(plain["streaming"]["bits_per_byte"], rel=1e-6)
+
+
+def test_model_overrides_reach_the_built_model():
+    """sizes.X.model_overrides sets fields of an architecture's transformers config (here mamba_ssm's init for
+    Mamba: its initial loss drops from above uniform to near it); a field the sizing sets is refused."""
+    import yaml
+    from resnet_bk_hf.compare.config import parse_config
+    from resnet_bk_hf.compare.runner import size_specs
+    data = yaml.safe_load((ROOT / "examples/compare/tiny_cpu.yaml").read_text())
+    data["sizes"]["tiny"]["model_overrides"] = {"mamba": {"initializer_range": 0.02, "rescale_prenorm_residual": True}}
+    specs = size_specs(parse_config(copy.deepcopy(data)), 512, "cpu", 64)["tiny"]
+    mamba = build_model(specs["mamba"], 512, 0, 1)
+    assert mamba.config.initializer_range == 0.02 and mamba.config.rescale_prenorm_residual
+    assert abs(mamba.get_input_embeddings().weight.std().item() - 0.02) < 0.002
+    assert specs["resnet_bk"].extra == {} and specs["mamba"].extra["initializer_range"] == 0.02
+    data["sizes"]["tiny"]["model_overrides"] = {"mamba": {"hidden_size": 8}}
+    with pytest.raises(ValueError, match=r"sizes\.tiny\.model_overrides\.mamba"):
+        size_specs(parse_config(data), 512, "cpu", 64)

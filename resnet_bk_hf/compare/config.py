@@ -25,6 +25,9 @@ class SizeConfig:
     width_multiple: Dict[str, int] = field(default_factory=dict)
     num_shifts: int = 8
     mamba_state_size: int = 16
+    # architecture -> extra fields of its transformers config, e.g. {mamba: {initializer_range: 0.02,
+    # rescale_prenorm_residual: true}} (mamba_ssm's language-model init instead of MambaConfig's defaults)
+    model_overrides: Dict[str, Dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,6 +185,13 @@ def validate(cfg: CompareConfig) -> None:
         _pos_int(f"sizes.{s.name}.mamba_state_size", s.mamba_state_size)
         for arch in cfg.architectures:
             _pos_int(f"sizes.{s.name}.layers.{arch}", (s.layers or {}).get(arch))
+        if not isinstance(s.model_overrides, dict):
+            _bad(f"sizes.{s.name}.model_overrides", "a mapping architecture -> {config field: value}", s.model_overrides)
+        for arch, fields_ in s.model_overrides.items():
+            if arch not in ARCHITECTURES:
+                _bad(f"sizes.{s.name}.model_overrides", f"keys from {ARCHITECTURES}", arch)
+            if not isinstance(fields_, dict) or not all(isinstance(k, str) for k in fields_):
+                _bad(f"sizes.{s.name}.model_overrides.{arch}", "a mapping of config field names to values", fields_)
         for arch, m in (s.width_multiple or {}).items():
             if arch not in ARCHITECTURES:
                 _bad(f"sizes.{s.name}.width_multiple", f"keys from {ARCHITECTURES}", arch)

@@ -59,11 +59,14 @@ def size_specs(cfg: CompareConfig, vocab_size: int, device: str, max_positions: 
         specs[size.name] = {}
         for arch in cfg.architectures:
             multiple = (size.width_multiple or {}).get(arch) or DEFAULT_WIDTH_MULTIPLE[arch] or size.head_dim
-            specs[size.name][arch] = size_model(
-                arch, size.target_non_embedding_params, size.layers[arch], vocab_size, width_multiple=multiple,
-                head_dim=size.head_dim, num_shifts=size.num_shifts, state_size=size.mamba_state_size,
-                transformer_family=cfg.transformer_family, max_position_embeddings=max_positions,
-                use_mambapy=use_mambapy(cfg, device))
+            try:
+                specs[size.name][arch] = size_model(
+                    arch, size.target_non_embedding_params, size.layers[arch], vocab_size, width_multiple=multiple,
+                    head_dim=size.head_dim, num_shifts=size.num_shifts, state_size=size.mamba_state_size,
+                    transformer_family=cfg.transformer_family, max_position_embeddings=max_positions,
+                    use_mambapy=use_mambapy(cfg, device), extra=dict(size.model_overrides.get(arch, {})))
+            except TypeError as e:   # an override naming a field the sizing sets itself
+                raise ValueError(f"compare config: sizes.{size.name}.model_overrides.{arch}: {e}") from e
     return specs
 
 
