@@ -71,13 +71,13 @@ def size_specs(cfg: CompareConfig, vocab_size: int, device: str, max_positions: 
 
 
 class RunMonitor(TrainerCallback):
-    """Wall time, throughput, peak memory, and the loss / grad-norm / learning-rate curves of one run."""
+    """Wall time, throughput and peak memory of one run's training in this process (the curves come from
+    Trainer's log history, which also holds the steps of earlier sessions of a resumed run)."""
 
     def __init__(self, tokens_per_step: int, device: str):
         self.tokens_per_step = tokens_per_step
         self.device = device
         self.step_times: List[tuple] = []
-        self.curve: List[Dict] = []
         self.t0 = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -89,13 +89,6 @@ class RunMonitor(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_times.append((state.global_step, time.perf_counter()))
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        if "loss" in logs:
-            self.curve.append({"step": state.global_step, "tokens": state.global_step * self.tokens_per_step,
-                               "loss": float(logs["loss"]), "grad_norm": float(logs.get("grad_norm", math.nan)),
-                               "learning_rate": float(logs.get("learning_rate", math.nan))})
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.device == "cuda":
@@ -132,7 +125,7 @@ def curve_from_log_history(log_history: List[Dict], tokens_per_step: int) -> Lis
             for e in log_history if "loss" in e and "step" in e]
 
 
-def _checkpoint_step(checkpoint: str) -> int:
+def _checkpoint_step(checkpoint) -> int:
     return int(Path(checkpoint).name.split("-")[-1])
 
 
@@ -149,7 +142,7 @@ def _load_finished_checkpoint(trainer, model, checkpoint: str) -> None:
 
 
 def _latest_checkpoint(directory: Path) -> Optional[str]:
-    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = sorted(directory.glob("checkpoint-*"), key=_checkpoint_step)
     return str(checkpoints[-1]) if checkpoints else None
 
 
@@ -211,8 +204,7 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
     if resume is not None and _checkpoint_step(resume) >= steps:
         # training had finished when the last process stopped (during evaluation, say): Trainer would take
         # one more step from this checkpoint; load it instead
-        _load_finished_checkpoint(trainer, model, resume)
-        monitor.start_step = monitor.t0 = monitor.t1 = None
+        _load_finished_checkpoint(trainer, model, resume)   # the monitor then reports no training time
     else:
         try:
             trainer.train(resume_from_checkpoint=resume)
@@ -222,9 +214,8 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
             status, error = "oom", str(e).splitlines()[0]
     if not hasattr(monitor, "t1"):
         monitor.t1 = time.perf_counter()
-    # the whole run's curve: Trainer's log history holds the steps of earlier sessions too
-    monitor.curve = curve_from_log_history(trainer.state.log_history, tokens_per_step) or monitor.curve
-    losses = [c["loss"] for c in monitor.curve]
+    curve = curve_from_log_history(trainer.state.log_history, tokens_per_step)   # earlier sessions included
+    losses = [c["loss"] for c in curve]
     result = {
         "arch": arch, "seed": seed, "status": status, "error": error, "resumed_from": resume,
         "spec": dataclasses.asdict(spec), "model_config": model.config.to_diff_dict(),
@@ -240,9 +231,9 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
                   tokens_per_step, "precision": "bf16" if bf16 else "fp32", "micro_batch_size": micro,
                   "gradient_checkpointing": gradient_checkpointing, "gpu_shared_by_processes": gpu_shared_by,
                   **monitor.summary()},
-        "loss_curve": monitor.curve, "loss_spikes": count_spikes(losses),
+        "loss_curve": curve, "loss_spikes": count_spikes(losses),
         "nonfinite_loss": any(not math.isfinite(v) for v in losses),
-        "max_grad_norm": max((c["grad_norm"] for c in monitor.curve if math.isfinite(c["grad_norm"])), default=None),
+        "max_grad_norm": max((c["grad_norm"] for c in curve if math.isfinite(c["grad_norm"])), default=None),
         "final_train_loss": _tail_mean(losses), "environment": environment(device), **(extra or {}),
     }
     if status == "ok":
