@@ -7,7 +7,7 @@ import resnet_bk_hf  # noqa: F401  (registers the Auto classes)
 from resnet_bk_hf import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel
 from resnet_bk_hf.modeling import ResNetBKMixer
 
-from conftest import tiny_config, widened_model
+from conftest import assert_left_padding_is_exact, tiny_config, widened_model
 
 MODES = [dict(mixer_mode="resolvent"), dict(mixer_mode="diag"),
          dict(mixer_mode="resolvent", hopping_mode="learned", hop_value=0.5),
@@ -67,17 +67,7 @@ def test_generate_is_recurrent_and_matches_no_cache(seed):
 
 
 def test_left_padding_is_exact(seed):
-    model = model_for()
-    ids = torch.randint(2, 97, (1, 10))
-    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], 1)
-    mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
-    with torch.no_grad():
-        plain = model(ids, use_cache=False).logits
-        pad = model(padded, attention_mask=mask, use_cache=False).logits[:, 4:]
-        gen_plain = model.generate(ids, max_new_tokens=5, do_sample=False, min_new_tokens=5)
-        gen_pad = model.generate(padded, attention_mask=mask, max_new_tokens=5, do_sample=False, min_new_tokens=5)
-    assert (plain - pad).abs().max() <= 1e-5
-    assert torch.equal(gen_plain[:, 10:], gen_pad[:, 14:])
+    assert_left_padding_is_exact(model_for())
 
 
 def test_round_trip_and_auto_classes(tmp_path, seed):

@@ -2,7 +2,7 @@
 the spectral monitoring callback with clipping, the stability dashboard."""
 import pytest
 import torch
-from conftest import tiny_config, widened_model
+from conftest import assert_left_padding_is_exact, tiny_config, widened_model
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
@@ -80,18 +80,7 @@ def test_causality_and_cache_with_the_positional_potential(seed, learned):
 
 
 def test_left_padding_and_generation_with_the_positional_potential(seed):
-    model = model_for(**PRIME)
-    ids = torch.randint(2, 97, (1, 10))
-    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], 1)
-    mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
-    with torch.no_grad():
-        plain = model(ids, use_cache=False).logits
-        pad = model(padded, attention_mask=mask, use_cache=False).logits[:, 4:]
-        gen_plain = model.generate(ids, max_new_tokens=5, do_sample=False, min_new_tokens=5)
-        gen_pad = model.generate(padded, attention_mask=mask, max_new_tokens=5, do_sample=False, min_new_tokens=5)
-        gen_nocache = model.generate(ids, max_new_tokens=5, do_sample=False, min_new_tokens=5, use_cache=False)
-    assert (plain - pad).abs().max() <= 1e-5
-    assert torch.equal(gen_plain[:, 10:], gen_pad[:, 14:]) and torch.equal(gen_plain, gen_nocache)
+    assert_left_padding_is_exact(model_for(**PRIME))
 
 
 def test_round_trip_keeps_the_bias(tmp_path, seed):
