@@ -1,8 +1,10 @@
-"""GPU measurements of the training pipeline (issue 4). Two jobs, each launching `resnet-bk train` runs:
+"""GPU measurements of the training pipeline (issue 4). Two jobs launching `resnet-bk train` runs:
 
     python benchmarks/train_gpu.py zero-compare --out DIR   # 2 GPUs: the same small config on one GPU
         without DeepSpeed, and under ZeRO-2 and ZeRO-3 on one and on two GPUs (+ a second seed as the noise
         yardstick): per-step losses, per-GPU peak memory, step time -> DIR/zero_compare.json, .png
+    python benchmarks/train_gpu.py zero-merge --out DIR --merge A/zero_compare.json --merge B/zero_compare.json
+        # one table from runs made in several calls (same device, config and steps)
     python benchmarks/train_gpu.py train-1b --out DIR       # 1 GPU: a 1.05B-parameter ResNet-BK, a few steps
         under ZeRO-3 with CPU offload: peak GPU memory, host memory, tokens/s -> DIR/train_1b.json
 
@@ -97,11 +99,34 @@ def zero_compare(out: Path, steps: int, timeout: int, only=None):
                      f"training.seed={seed}", f"training.data_seed={seed}"]
         results["runs"][name] = launch(name, gpus, accel, ZERO_CONFIG, out, overrides, timeout, 29500 + index)
         (out / "zero_compare.json").write_text(json.dumps(results, indent=1))
-    # Compare every curve with the 1-GPU one; the second seed says how large a difference is noise.
+    summarize(results, out)
+
+
+def zero_merge(out: Path, paths):
+    """One zero_compare.json from several calls' files (e.g. a run added in a later device call); the runs of
+    later files replace those of the same name."""
+    merged = None
+    for path in paths:
+        results = json.loads(Path(path).read_text())
+        if merged is None:
+            merged = results
+        elif (results["device"], results["config"], results["max_steps"]) != \
+                (merged["device"], merged["config"], merged["max_steps"]):
+            raise SystemExit(f"{path}: another device, config or step count than {paths[0]}: not comparable")
+        else:
+            merged["runs"].update(results["runs"])
+    merged["merged_from"] = [str(p) for p in paths]
+    summarize(merged, out)
+
+
+def summarize(results, out: Path):
+    """Compare every curve with the 1-GPU one (the second seed says how large a difference is noise);
+    writes zero_compare.json and the figure, prints the table."""
     reference = results["runs"].get("1gpu", {}).get("losses", {})
-    tail = max(1, steps // 3)
+    reference = {int(s): v for s, v in reference.items()}          # JSON keys are strings after a reload
+    tail = max(1, results["max_steps"] // 3)
     for name, record in results["runs"].items():
-        losses = record.get("losses", {})
+        losses = record["losses"] = {int(s): v for s, v in record.get("losses", {}).items()}
         common = sorted(set(losses) & set(reference))
         if not common:
             continue
@@ -118,6 +143,7 @@ def zero_compare(out: Path, steps: int, timeout: int, only=None):
                                              for b in summary.get("peak_memory_bytes_per_device", [])]
         record["median_step_seconds"] = summary.get("median_step_seconds")
         record["tokens_per_second"] = summary.get("tokens_per_second")
+    out.mkdir(parents=True, exist_ok=True)
     (out / "zero_compare.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "zero_compare.png")
     table = [(n, r.get("exit_code"), r.get("vs_1gpu", {}).get("mean_abs_diff_smoothed_last_third"),
@@ -177,19 +203,25 @@ def train_1b(out: Path, steps: int, timeout: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=["zero-compare", "train-1b"])
+    parser.add_argument("job", choices=["zero-compare", "zero-merge", "train-1b"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--timeout", type=int, default=None,
                         help="seconds: per run (zero-compare, default 110) or the whole job (train-1b, default 540)")
     parser.add_argument("--only", default=None, help=f"comma-separated runs of zero-compare, from {list(ZERO_RUNS)} "
                         "(default: 1gpu,1gpu-seed1,2gpu-zero2,2gpu-zero3)")
+    parser.add_argument("--merge", action="append", default=[],
+                        help="zero-merge: a zero_compare.json to merge (repeat; later files win on equal run names)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.job == "zero-compare":
         only = args.only.split(",") if args.only else ["1gpu", "1gpu-seed1", "2gpu-zero2", "2gpu-zero3"]
         zero_compare(out, args.steps or 100, args.timeout or 110, only)
+    elif args.job == "zero-merge":
+        if not args.merge:
+            parser.error("zero-merge needs --merge FILE (twice or more)")
+        zero_merge(out, args.merge)
     else:
         train_1b(out, args.steps or 10, args.timeout or 540)
 
