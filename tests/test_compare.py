@@ -227,6 +227,10 @@ def test_describe_gives_the_t_interval_of_hand_computed_numbers():
     assert d["ci95_t"] == pytest.approx([2 - half, 2 + half], abs=1e-9)
     assert d["ci95_t"] == pytest.approx([-0.484138, 4.484138], abs=1e-6)
     assert describe([5.0])["ci95_t"] is None and describe([])["mean"] is None
+    # a value not measured (None: a run resumed from its final checkpoint has no throughput) is left out too
+    d = describe([1.0, None, 2.0, 3.0])
+    assert d["n"] == 3 and d["mean"] == 2.0 and d["values"] == [1.0, None, 2.0, 3.0]
+    assert d["ci95_t"] == pytest.approx([2 - half, 2 + half], abs=1e-9)
 
 
 def test_bootstrap_ci_contains_the_mean_and_is_seeded():
@@ -565,3 +569,23 @@ def test_model_overrides_reach_the_built_model():
     data["sizes"]["tiny"]["model_overrides"] = {"mamba": {"hidden_size": 8}}
     with pytest.raises(ValueError, match=r"sizes\.tiny\.model_overrides\.mamba"):
         size_specs(parse_config(data), 512, "cpu", 64)
+
+
+@pytest.mark.parametrize("name", ["gpu_10m", "gpu_50m", "gpu_10m_mamba_ref_init", "gpu_50m_mamba_ref_init"])
+def test_committed_gpu_summaries_follow_from_the_committed_run_files(name):
+    """docs/results.md quotes summary.json; every run it lists must be committed beside it, and the
+    statistics must come out of those files again (a summary without its runs cannot be checked)."""
+    pytest.importorskip("scipy")
+    from resnet_bk_hf.compare.report import _metric_table, load_results
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "compare" / name
+    summary = json.loads((root / "summary.json").read_text())
+    listed = {(r["size"], r["arch"], r["seed"]) for r in summary["fairness"]["runs"]}
+    results = load_results([root / "runs"])
+    assert {(r["size"], r["arch"], r["seed"]) for r in results} == listed
+    for size, block in summary["sizes"].items():
+        for arch, entry in block["architectures"].items():
+            table = _metric_table([r for r in results if r["size"] == size and r["arch"] == arch])
+            for metric in ("sotu_valid.bits_per_byte", "wikitext2_valid.bits_per_byte", "final_train_loss",
+                           "train_tokens_per_second_steady"):
+                assert table[metric]["mean"] == pytest.approx(entry["metrics"][metric]["mean"], rel=1e-12), \
+                    (size, arch, metric)

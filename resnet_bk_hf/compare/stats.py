@@ -40,7 +40,8 @@ def describe(values: Sequence[float]) -> Dict:
     """n, mean, std (ddof=1), 95% t interval and 95% bootstrap interval of the mean."""
     from scipy import stats
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    out = {"n": int(x.size), "values": [float(v) for v in values]}
+    # None: not measured (e.g. the throughput of a run resumed from its final checkpoint); kept in "values"
+    out = {"n": int(x.size), "values": [None if v is None else float(v) for v in values]}
     if x.size == 0:
         return out | {"mean": None, "std": None, "ci95_t": None, "ci95_bootstrap": None}
     mean = float(x.mean())
