@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
         [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
-        [--profile] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both] [--deadline-s=S]
+        [--profile] [--host] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -22,7 +22,9 @@ Prints tables and writes JSON:
     blocks (+ bwd_stages), then the fastest version-3 blocks with several bwd_programs_per_sm; every backward
     row records the registers and spilled bytes of its main-pass kernel as compiled;
   * profile (--profile): CUDA time per kernel of one forward + backward, default blocks per backward loop
-    and, after a sweep, the fastest version-3 blocks.
+    and, after a sweep, the fastest version-3 blocks;
+  * host (--host): GPU kernel time vs the host's time to issue one call (Python + launches) at small N and
+    at one layer of the 10M comparison model, and cProfile's costliest host functions.
 Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X times only that forward loop;
 --bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3; both =
 each; default: the library's default loop), in the check, grid, compare, sweep and profile alike.
@@ -469,6 +471,74 @@ def profile_kernels(cfgs):
     return out
 
 
+HOST_SHAPES = [(1, 512, 1024, 8), (1, 4096, 1024, 8), (1, 16384, 1024, 8), (32, 512, 384, 8)]
+
+
+def host_overhead(shapes=HOST_SHAPES, calls=20, repeats=5):
+    """Where the small-N time goes: GPU kernel time (profiler sum) vs the host's time to issue one call.
+
+    host ms = CPU wall time of `calls` back-to-back calls with no synchronisation, per call (min over
+    `repeats`); the launch queue holds them all, so this is the Python + launch cost alone. When it exceeds
+    the GPU time, the timed figure (do_bench) is the host's. The last shape is one layer of the 10M
+    comparison model (32 x 512 tokens, d_model 384). cProfile names the host's costliest functions."""
+    import cProfile
+    import pstats
+    from torch.profiler import ProfilerActivity, profile
+    cfg = ts.default_config(P_HEAD, 8)
+    rows = []
+    print("\nhost overhead (float32, default blocks): ms per call; gpu = CUDA kernel time of one call")
+    print(f"{'B':>3} {'N':>7} {'d':>5} | {'fwd gpu':>8} {'fwd host':>8} {'fwd timed':>9} | "
+          f"{'f+b gpu':>8} {'f+b host':>8} {'f+b timed':>9}")
+    for B, N, d, K in shapes:
+        xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+        do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+        fwd = lambda: ts.causal_resolvent_scan_triton(*[x.detach() for x in xs], config=cfg)
+        fb = lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do)
+        r = {"B": B, "N": N, "d_model": d, "K": K}
+        for name, fn in (("fwd", fwd), ("fwdbwd", fb)):
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fn()
+                torch.cuda.synchronize()
+            r[name + "_gpu_ms"] = sum(e.device_time_total for e in prof.key_averages()) / 1e3
+            host = []
+            for _ in range(repeats):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                host.append((time.perf_counter() - t0) / calls * 1e3)
+                torch.cuda.synchronize()
+            r[name + "_host_ms"] = min(host)
+            r[name + "_timed_ms"] = bench(fn)
+        if (B, N, d, K) == shapes[-1]:
+            prof_py = cProfile.Profile()
+            prof_py.enable()
+            for _ in range(calls):
+                fb()
+            prof_py.disable()
+            torch.cuda.synchronize()
+            st = pstats.Stats(prof_py)
+            top = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:18]    # by own time
+            r["cprofile_fwdbwd_top_own_ms_per_call"] = [
+                {"function": f"{k[0].split('/')[-1]}:{k[1]}({k[2]})", "calls_per_call": v[1] / calls,
+                 "own_ms": v[2] / calls * 1e3, "cum_ms": v[3] / calls * 1e3} for k, v in top]
+        rows.append(r)
+        print(f"{B:>3} {N:>7} {d:>5} | {r['fwd_gpu_ms']:8.3f} {r['fwd_host_ms']:8.3f} {r['fwd_timed_ms']:9.3f} | "
+              f"{r['fwdbwd_gpu_ms']:8.3f} {r['fwdbwd_host_ms']:8.3f} {r['fwdbwd_timed_ms']:9.3f}", flush=True)
+        del xs, do
+        torch.cuda.empty_cache()
+    top = rows[-1].get("cprofile_fwdbwd_top_own_ms_per_call", [])
+    if top:
+        print(f"cProfile, one f+b at B={shapes[-1][0]} N={shapes[-1][1]} d={shapes[-1][2]} (profiler-inflated): "
+              "own ms / cumulative ms / calls per f+b")
+        for e in top:
+            print(f"  {e['own_ms']:7.3f} {e['cum_ms']:7.3f} {e['calls_per_call']:5.0f}  {e['function'][:90]}")
+    return rows
+
+
 def ptxas_usage(fn, constexprs, num_warps, arch=90):
     """Compile Triton kernel `fn` for sm_`arch` without a GPU; (registers, spilled bytes) per thread."""
     import re
@@ -686,6 +756,9 @@ def main():
                     print(f"   {k}: {v['error']}")
         res["compare"] = cmp_rows
 
+    if "--host" in flags:
+        res["host_overhead"] = host_overhead()
+        save()
     if "--profile" in flags:      # default blocks first: a run stopped during the sweep keeps them
         res["profile"] = profile_kernels({f"default, bwd {BWD_SHORT[b]}": loop_cfg("sequential", 8, b)
                                           for b in bwd_loops})

@@ -74,7 +74,7 @@ Passes 2, 4, 5 and the saved states are shared with version 1; the forward is in
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -1033,13 +1033,13 @@ def _bwd_programs(cfg: ScanConfig, device: torch.device) -> int:
     return per_sm * sms
 
 
-def _affine_scan(A, Bv, init, nC, K, Q, reverse, cfg, BK):
+def _affine_scan(A, Bv, init, nC, K, Q, reverse, chunk_block, num_warps, BK):
     R = A.shape[0]
     X = _empty(R, nC + 1, K, Q, 2, dtype=torch.float32, device=A.device)
-    BQ = max(1, min(_next_pow2(Q), max(1, 512 // (BK * cfg.chunk_block))))
+    BQ = max(1, min(_next_pow2(Q), max(1, 512 // (BK * chunk_block))))
     grid = (R, triton.cdiv(Q, BQ))
-    _affine_scan_kernel[grid](A, Bv, init, X, nC, K, Q, REVERSE=reverse, CB=cfg.chunk_block, BK=BK, BQ=BQ,
-                              num_warps=cfg.num_warps)
+    _affine_scan_kernel[grid](A, Bv, init, X, nC, K, Q, REVERSE=reverse, CB=chunk_block, BK=BK, BQ=BQ,
+                              num_warps=num_warps)
     return X
 
 
@@ -1066,7 +1066,7 @@ def _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
     grid = (nC, BH, nPB)
     y_chunk[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, N, H, K, P, nC,
                   L=L, BK=BK, BP=BP, MODE=0, num_warps=cfg.num_warps)
-    Ys = _affine_scan(Ay, By, y0, nC, K, P, False, cfg, BK)
+    Ys = _affine_scan(Ay, By, y0, nC, K, P, False, cfg.chunk_block, cfg.num_warps, BK)
     del Ay, By
     o = _empty_like(u)
     y_chunk[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, N, H, K, P, nC,
@@ -1074,7 +1074,9 @@ def _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
     return o, Gs, Ys
 
 
-def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: ScanConfig):
+def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: ScanConfig, state_grads=True):
+    """Every input gradient; those of the initial state (g0, y0) only when `state_grads` (a few small
+    PyTorch ops, which cost host time that matters at short N)."""
     B, N, H, P = u.shape
     K = z_re.shape[-1]
     BK = _next_pow2(K)
@@ -1084,7 +1086,7 @@ def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: S
     BH = B * H
     dev = u.device
     f32 = torch.float32
-    cfg = replace(cfg, num_warps=cfg.bwd_num_warps or cfg.num_warps)
+    nw = cfg.bwd_num_warps or cfg.num_warps
     _check_bwd_loop(cfg.bwd_loop)        # the dataclass checks at construction; this catches later edits
     seq = cfg.bwd_loop == "sequential"
     grid = (nC, BH, nPB)
@@ -1093,8 +1095,8 @@ def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: S
     ybar_maps = _ybar_maps_seq_kernel if seq else _ybar_maps_kernel
     stages = {"STAGES": cfg.bwd_stages} if seq else {}
     ybar_maps[grid](a, hop, c_re, c_im, z_re, z_im, Gs, d_o, Ab, Bb, N, H, K, P, nC,
-                    L=L, BK=BK, BP=BP, num_warps=cfg.num_warps, **stages)
-    Yb = _affine_scan(Ab, Bb, d_yN, nC, K, P, True, cfg, BK)
+                    L=L, BK=BK, BP=BP, num_warps=nw, **stages)
+    Yb = _affine_scan(Ab, Bb, d_yN, nC, K, P, True, cfg.chunk_block, nw, BK)
     del Ab, Bb
     u_bar = _empty_like(u)
     # Channel sums: atomics into zeros where several programs share a position (v1 always; v3 when P is split).
@@ -1113,22 +1115,24 @@ def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: S
         _bwd_main_seq_kernel[(n_prog,)](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg,
                                         hop1, yscr, gscr, work, N, H, K, P, nC, BH, nPB, n_items,
                                         L=L, BK=BK, BP=BP, SPLIT_P=split, STAGES=cfg.bwd_stages,
-                                        num_warps=cfg.num_warps)
+                                        num_warps=nw)
         del yscr, gscr
     else:
         _bwd_main_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg, hop1,
-                               N, H, K, P, nC, L=L, BK=BK, BP=BP, num_warps=cfg.num_warps)
+                               N, H, K, P, nC, L=L, BK=BK, BP=BP, num_warps=nw)
     Ag = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     Bg = _empty(BH, nC, K, 1, 2, dtype=torch.float32, device=dev)
-    _gbar_maps_kernel[(nC, BH)](a, hop, z_re, z_im, Gs, Dg, Ag, Bg, N, H, K, nC, L=L, BK=BK,
-                                num_warps=cfg.num_warps)
-    Gb = _affine_scan(Ag, Bg, d_gN, nC, K, 1, True, cfg, BK)
+    _gbar_maps_kernel[(nC, BH)](a, hop, z_re, z_im, Gs, Dg, Ag, Bg, N, H, K, nC, L=L, BK=BK, num_warps=nw)
+    Gb = _affine_scan(Ag, Bg, d_gN, nC, K, 1, True, cfg.chunk_block, nw, BK)
     a_bar = _empty_like(a)
     hop_bar = _empty_like(hop)
     zb = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     _g_final_kernel[(nC, BH)](a, hop, z_re, z_im, Gs, Dg, Gb, hop1, a_bar, hop_bar, zb, N, H, K, nC,
-                              L=L, BK=BK, num_warps=cfg.num_warps)
+                              L=L, BK=BK, num_warps=nw)
     z_bar = zb.view(B, H, nC, K, 2).sum(dim=(0, 2))                   # (H, K, 2)
+    grads = (a_bar, hop_bar, u_bar, c_bar[..., 0], c_bar[..., 1], z_bar[..., 0], z_bar[..., 1])
+    if not state_grads:
+        return grads + (None, None)
     # Initial-state gradients: one more step of each reverse scan past t = 0.
     z = torch.complex(z_re.float(), z_im.float())
     g_init = torch.view_as_complex(Gs[:, 0].contiguous()).view(B, H, K)
@@ -1138,8 +1142,7 @@ def _backward(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, cfg: S
     Gbar0 = torch.view_as_complex(Gb[:, 0, :, 0].contiguous()).view(B, H, K)
     d_y0 = -b0[..., None] * g_first.conj()[..., None] * Ybar0
     d_g0 = b0 * b0 * (g_first * g_first).conj() * Gbar0
-    return (a_bar, hop_bar, u_bar, c_bar[..., 0], c_bar[..., 1], z_bar[..., 0], z_bar[..., 1],
-            torch.view_as_real(d_g0), torch.view_as_real(d_y0))
+    return grads + (torch.view_as_real(d_g0), torch.view_as_real(d_y0))
 
 
 class TritonScanFn(torch.autograd.Function):
@@ -1174,7 +1177,7 @@ class TritonScanFn(torch.autograd.Function):
         d_gN = torch.zeros(B, H, K, 2, dtype=f32, device=u.device) if d_gN is None else _c(d_gN.to(f32))
         d_yN = torch.zeros(B, H, K, P, 2, dtype=f32, device=u.device) if d_yN is None else _c(d_yN.to(f32))
         (a_bar, hop_bar, u_bar, cr_bar, ci_bar, zr_bar, zi_bar, d_g0, d_y0) = _backward(
-            a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, ctx.cfg)
+            a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_gN, d_yN, ctx.cfg, state_grads=ctx.has_state)
         grads = [a_bar, hop_bar, u_bar, cr_bar.to(c_re.dtype), ci_bar.to(c_im.dtype),
                  zr_bar.to(z_re.dtype), zi_bar.to(z_im.dtype)]
         if ctx.has_state:
