@@ -2,6 +2,7 @@
 
     python benchmarks/compare_gpu.py --out DIR --deadline-s 540 --main examples/compare/gpu_10m.yaml \
         [--long-context examples/compare/gpu_long_context.yaml] [--lm-eval] [--train-1b-s 150]
+    python benchmarks/compare_gpu.py --out DIR --deadline-s 540 --long-context CONFIG   # long context alone
 
 Phases (each `resnet-bk compare` is its own process, killed if it would outrun the deadline):
   0. optionally the 1.05B-parameter training measurement of issue 4 (benchmarks/train_gpu.py train-1b), alone;
@@ -70,7 +71,7 @@ def main():
     parser.add_argument("--out", required=True, help="folder for the archive (e.g. $OUT on the GPU machine)")
     parser.add_argument("--work", default="/tmp/compare_session", help="where runs, models and logs are written")
     parser.add_argument("--deadline-s", type=float, default=540)
-    parser.add_argument("--main", required=True, help="compare config of the main runs")
+    parser.add_argument("--main", default=None, help="compare config of the main runs")
     parser.add_argument("--long-context", default=None, help="compare config of the long-context runs")
     parser.add_argument("--lm-eval", action="store_true", help="lm-eval on the first seed's saved models")
     parser.add_argument("--train-1b-s", type=int, default=0, help="seconds for benchmarks/train_gpu.py train-1b")
@@ -78,6 +79,10 @@ def main():
     parser.add_argument("--lm-eval-device", default="cuda")
     parser.add_argument("--name", default=None, help="archive name (default: the main config's file name)")
     args = parser.parse_args()
+    if not (args.main or args.long_context):
+        parser.error("give --main, --long-context or both")
+    if args.lm_eval and not args.main:
+        parser.error("--lm-eval scores the main runs' first-seed models: it needs --main")
 
     import yaml
     deadline = Deadline(args.deadline_s)
@@ -85,8 +90,8 @@ def main():
     logs = work / "logs"
     for d in (work, logs, out):
         d.mkdir(parents=True, exist_ok=True)
-    name = args.name or Path(args.main).stem
-    main_cfg = yaml.safe_load(Path(args.main).read_text())
+    name = args.name or Path(args.main or args.long_context).stem
+    main_cfg = yaml.safe_load(Path(args.main).read_text()) if args.main else {"seeds": []}
     seeds = main_cfg["seeds"]
     main_dir, lc_dir = work / name, work / (Path(args.long_context).stem if args.long_context else "none")
     pack_reserve = 45  # aggregation and packing
@@ -96,8 +101,9 @@ def main():
                       str(args.train_1b_s - 15)], logs / "train_1b.log")
         wait_all([proc], Deadline(min(args.train_1b_s, deadline.left(pack_reserve))), 0)
 
-    proc = start(compare_cmd(args.main, main_dir, "--seed", str(seeds[0])), logs / f"{name}_seed{seeds[0]}.log")
-    wait_all([proc], deadline, pack_reserve)
+    if args.main:
+        proc = start(compare_cmd(args.main, main_dir, "--seed", str(seeds[0])), logs / f"{name}_seed{seeds[0]}.log")
+        wait_all([proc], deadline, pack_reserve)
 
     procs = []
     rest = [s for s in seeds[1:]]
@@ -123,7 +129,7 @@ def main():
     wait_all(procs, deadline, pack_reserve)
 
     aggregations = [start([*CLI, "compare", args.main, "--output-dir", main_dir, "--aggregate-only"],
-                          logs / f"aggregate_{name}.log")]
+                          logs / f"aggregate_{name}.log")] if args.main else []
     if args.long_context:
         aggregations.append(start([*CLI, "compare", args.long_context, "--output-dir", lc_dir, "--aggregate-only"],
                                   logs / "aggregate_long_context.log"))

@@ -517,6 +517,33 @@ def test_gpu_session_driver_runs_seed0_alone_then_shards_and_packs_the_results(t
     assert metrics["throughput_seeds"] == [0] and metrics["sotu_valid.bits_per_byte"]["n"] == 2
 
 
+def test_gpu_session_driver_runs_long_context_alone(tmp_path, synthetic_data_dir):
+    """compare_gpu.py with --long-context and no --main (the Mamba long-context rerun): the long-context runs in
+    shards, their aggregation, one archive; no main runs are started."""
+    pytest.importorskip("scipy")
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    import yaml
+    config = yaml.safe_load((ROOT / "examples/compare/tiny_cpu.yaml").read_text())
+    config.update(architectures=["resnet_bk"], data_dir=str(synthetic_data_dir), run_main=False, seeds=[0])
+    config["long_context"].update(seq_lens=[16, 32], tokens=64)
+    (tmp_path / "lc.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/compare_gpu.py"), "--out", str(tmp_path / "out"),
+                           "--work", str(tmp_path / "work"), "--long-context", str(tmp_path / "lc.yaml"),
+                           "--deadline-s", "300"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--seed" not in proc.stdout                         # no main run was started
+    with tarfile.open(tmp_path / "out/lc.tar.gz") as tar:
+        names = set(tar.getnames())
+        summary = json.load(tar.extractfile("lc/summary.json"))
+    assert {"lc/long_context/resnet_bk/N16/result.json", "lc/long_context/resnet_bk/N32/result.json"} <= names
+    assert {"logs/long_context_shard0.log", "logs/long_context_shard1.log"} <= names
+    assert sorted(r["seq_len"] for r in summary["long_context"]) == [16, 32]
+
+
 def test_a_run_stopped_during_evaluation_is_not_trained_again(tmp_path, synthetic_data_dir, monkeypatch):
     """A process killed after training but before result.json (here: in the streaming evaluation) leaves the
     final checkpoint; the next invocation loads it instead of taking another step, keeps the whole loss curve,
