@@ -1,7 +1,7 @@
 """One GPU session of the comparison (issue 5), inside a fixed time limit, packed into one archive.
 
     python benchmarks/compare_gpu.py --out DIR --deadline-s 540 --main examples/compare/gpu_10m.yaml \
-        [--long-context examples/compare/gpu_long_context.yaml] [--lm-eval] [--train-1b-s 150]
+        [--long-context examples/compare/gpu_long_context.yaml] [--lm-eval] [--quant-eval int8,int4] [--train-1b-s 150]
     python benchmarks/compare_gpu.py --out DIR --deadline-s 540 --long-context CONFIG   # long context alone
 
 Phases (each `resnet-bk compare` is its own process, killed if it would outrun the deadline):
@@ -74,6 +74,8 @@ def main():
     parser.add_argument("--main", default=None, help="compare config of the main runs")
     parser.add_argument("--long-context", default=None, help="compare config of the long-context runs")
     parser.add_argument("--lm-eval", action="store_true", help="lm-eval on the first seed's saved models")
+    parser.add_argument("--quant-eval", default=None, metavar="WIDTHS",
+                        help="weight-only quantization of the first seed's saved models, e.g. int8,int4 (quant-eval)")
     parser.add_argument("--train-1b-s", type=int, default=0, help="seconds for benchmarks/train_gpu.py train-1b")
     parser.add_argument("--shards", type=int, default=2, help="processes for the later seeds (and for long context)")
     parser.add_argument("--lm-eval-device", default="cuda")
@@ -81,8 +83,8 @@ def main():
     args = parser.parse_args()
     if not (args.main or args.long_context):
         parser.error("give --main, --long-context or both")
-    if args.lm_eval and not args.main:
-        parser.error("--lm-eval scores the main runs' first-seed models: it needs --main")
+    if (args.lm_eval or args.quant_eval) and not args.main:
+        parser.error("--lm-eval and --quant-eval score the main runs' first-seed models: they need --main")
 
     import yaml
     deadline = Deadline(args.deadline_s)
@@ -109,7 +111,7 @@ def main():
     rest = [s for s in seeds[1:]]
     lc_shards = args.shards if args.long_context else 0
     n_train = (args.shards if rest else 0) + lc_shards
-    shared = str(max(1, n_train + int(args.lm_eval)))
+    shared = str(max(1, n_train + int(args.lm_eval) + int(bool(args.quant_eval))))
     if rest:
         for i in range(args.shards):
             procs.append(start(compare_cmd(args.main, main_dir, "--shard", f"{i}/{args.shards}", "--gpu-shared-by",
@@ -117,15 +119,19 @@ def main():
     for i in range(lc_shards):
         procs.append(start(compare_cmd(args.long_context, lc_dir, "--shard", f"{i}/{lc_shards}", "--gpu-shared-by",
                                        shared), logs / f"long_context_shard{i}.log"))
-    if args.lm_eval:
+    if args.lm_eval or args.quant_eval:
         size = next(iter(main_cfg["sizes"]))
         models = [main_dir / "runs" / size / arch / f"seed{seeds[0]}" / "model" for arch in main_cfg["architectures"]]
-        models = [m for m in models if m.is_dir()]
-        if models:
+        model_args = [a for m in models if m.is_dir() for a in ("--model", m)]
+        if model_args and args.lm_eval:
             cmd = [*CLI, "lm-eval", "--device", args.lm_eval_device, "--output-dir", work / f"lm_eval_{name}"]
-            for m in models:
-                cmd += ["--model", m]
-            procs.append(start(cmd, logs / f"lm_eval_{name}.log"))
+            procs.append(start(cmd + model_args, logs / f"lm_eval_{name}.log"))
+        if model_args and args.quant_eval:
+            cmd = [*CLI, "quant-eval", "--weights", args.quant_eval, "--output-dir", work / f"quant_eval_{name}"]
+            for key in ("device", "data_dir"):           # as the runs had them (default: CUDA when present)
+                if main_cfg.get(key):
+                    cmd += [f"--{key.replace('_', '-')}", main_cfg[key]]
+            procs.append(start(cmd + model_args, logs / f"quant_eval_{name}.log"))
     wait_all(procs, deadline, pack_reserve)
 
     aggregations = [start([*CLI, "compare", args.main, "--output-dir", main_dir, "--aggregate-only"],

@@ -55,6 +55,13 @@ def _lm_eval(args):
                 dtype=args.dtype)
 
 
+def _quant_eval(args):
+    from .compare.quantization import run_quant_eval
+    run_quant_eval(args.model, args.output_dir, widths=args.weights.split(","), data_dir=args.data_dir,
+                   device=args.device, block_size=args.block_size, batch_size=args.batch_size,
+                   max_tokens=args.max_tokens)
+
+
 def _export_onnx(args):
     exporter = args.exporter
     if exporter == "auto":
@@ -132,6 +139,17 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, help="documents per task (for quick checks)")
     p.add_argument("--dtype", default="float32")
     p.set_defaults(func=_lm_eval)
+    p = sub.add_parser("quant-eval", help="validation bits per byte of saved models before and after weight-only "
+                       "int8 / int4 quantization (optimum-quanto); tabulates")
+    p.add_argument("--model", action="append", required=True, help="saved model folder (repeat for several)")
+    p.add_argument("--weights", default="int8,int4", help="comma-separated widths from int8, int4")
+    p.add_argument("--output-dir", default="results/quant_eval")
+    p.add_argument("--data-dir", default=None, help="folder of the bench corpora (default ../shared/data)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--block-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=None, help="tokens per validation set (for quick checks)")
+    p.set_defaults(func=_quant_eval)
     p = sub.add_parser("export-onnx", help="export a saved model to ONNX (full-sequence and with-state graphs)")
     p.add_argument("model_dir")
     p.add_argument("out_dir")

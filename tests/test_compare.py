@@ -491,6 +491,7 @@ def test_gpu_session_driver_runs_seed0_alone_then_shards_and_packs_the_results(t
     """benchmarks/compare_gpu.py (the driver of the H100 comparison) on the CPU: seed 0 alone, the other seed in
     two shards marked as sharing the device, aggregation, one archive without weights or checkpoints."""
     pytest.importorskip("scipy")
+    import importlib.util
     import os
     import subprocess
     import sys
@@ -501,9 +502,11 @@ def test_gpu_session_driver_runs_seed0_alone_then_shards_and_packs_the_results(t
     config.update(architectures=["resnet_bk", "transformer"], data_dir=str(synthetic_data_dir))
     (tmp_path / "main.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    quant = ["--quant-eval", "int8"] if importlib.util.find_spec("optimum.quanto") else []
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/compare_gpu.py"), "--out", str(tmp_path / "out"),
                            "--work", str(tmp_path / "work"), "--main", str(tmp_path / "main.yaml"), "--name", "tiny",
-                           "--deadline-s", "400"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                           "--deadline-s", "400", *quant], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with tarfile.open(tmp_path / "out/tiny.tar.gz") as tar:
         names = set(tar.getnames())
@@ -512,7 +515,9 @@ def test_gpu_session_driver_runs_seed0_alone_then_shards_and_packs_the_results(t
     assert {f"tiny/runs/tiny/{a}/seed{s}/result.json" for a in ("resnet_bk", "transformer") for s in (0, 1)} <= names
     assert not any("/model/" in n or "checkpoint" in n for n in names)
     assert {"logs/tiny_seed0.log", "logs/tiny_shard0.log", "logs/tiny_shard1.log"} <= names
-    assert shared["gpu_shared_by_processes"] == 2
+    assert shared["gpu_shared_by_processes"] == 2 + len(quant) // 2     # the quantization run shares it too
+    if quant:
+        assert "quant_eval_tiny/quant_eval.json" in names and "logs/quant_eval_tiny.log" in names
     metrics = summary["sizes"]["tiny"]["architectures"]["resnet_bk"]["metrics"]
     assert metrics["throughput_seeds"] == [0] and metrics["sotu_valid.bits_per_byte"]["n"] == 2
 
@@ -616,3 +621,46 @@ def test_committed_gpu_summaries_follow_from_the_committed_run_files(name):
                            "train_tokens_per_second_steady"):
                 assert table[metric]["mean"] == pytest.approx(entry["metrics"][metric]["mean"], rel=1e-12), \
                     (size, arch, metric)
+
+
+def test_quant_eval_quantizes_every_linear_but_the_head_and_reports_the_loss_it_costs(tmp_path, synthetic_data_dir):
+    """`resnet-bk quant-eval` (optimum-quanto, weight-only int8): the float row is the package's own evaluation,
+    every Linear but the head becomes a quantized layer, the quality change is small but real, and the
+    checkpoint on disk is left as it was."""
+    pytest.importorskip("optimum.quanto", reason="optimum-quanto is in the compare and test extras")
+    import hashlib
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MambaConfig, MambaForCausalLM
+    from resnet_bk_hf import ResNetBKConfig, ResNetBKForCausalLM
+    from resnet_bk_hf.compare.data import eval_token_stream, load_valid_texts, token_byte_lengths
+    from resnet_bk_hf.compare.quantization import run_quant_eval
+    tok = load_tokenizer()
+    torch.manual_seed(0)
+    V = len(tok)
+    models = {"resnet_bk": ResNetBKForCausalLM(ResNetBKConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1,
+                                                              num_heads=2, num_shifts=2, intermediate_size=64)),
+              "mamba": MambaForCausalLM(MambaConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1, state_size=4,
+                                                    pad_token_id=0, bos_token_id=1, eos_token_id=1)),
+              "llama": LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=64,
+                                                    tie_word_embeddings=True))}
+    dirs, digests = [], {}
+    for name, model in models.items():
+        model.save_pretrained(tmp_path / name)
+        dirs.append(str(tmp_path / name))
+        digests[name] = hashlib.sha256((tmp_path / name / "model.safetensors").read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="int8"):
+        run_quant_eval(dirs, str(tmp_path / "q"), widths=["int3"], data_dir=str(synthetic_data_dir), device="cpu")
+    result = run_quant_eval(dirs, str(tmp_path / "q"), widths=["int8"], data_dir=str(synthetic_data_dir),
+                            device="cpu", block_size=64, batch_size=4, max_tokens=300)
+    assert (tmp_path / "q" / "quant_eval.md").read_text().count("| ") >= 3
+    stream = eval_token_stream(tok, load_valid_texts(synthetic_data_dir, "sotu_valid"), 300)
+    for name, model in models.items():
+        entry = result["models"][str(tmp_path / name)]
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / name)
+        own = evaluate_blocks(reloaded, stream, token_byte_lengths(tok), 64, 4, "cpu")
+        assert entry["none"]["valid"]["sotu_valid"]["bits_per_byte"] == pytest.approx(own["bits_per_byte"], rel=1e-6)
+        linears = [n for n, m in reloaded.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+        assert entry["int8"]["quantized_linear_layers"] == len(linears) > 0, name
+        increase = entry["int8"]["bits_per_byte_increase"]["sotu_valid"]
+        assert 0 < abs(increase) < 0.05, (name, increase)
+        assert hashlib.sha256((tmp_path / name / "model.safetensors").read_bytes()).hexdigest() == digests[name]
