@@ -394,8 +394,8 @@ def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
     fair = saved["fairness"]
     assert fair["seed_set"] == [0, 1] and len(fair["tokenizer_sha256"]) == 64 and len(fair["data_sha256"]) == 64
     assert fair["train_tokens_budget"] == 512 and fair["recipe"]["seq_len"] == 32
-    for fig in saved["figures"]:
-        assert Path(fig).stat().st_size > 1000
+    for fig in saved["figures"]:                      # relative to summary.json's folder
+        assert not Path(fig).is_absolute() and (tmp_path / "out" / fig).stat().st_size > 1000
     assert {Path(f).suffix for f in saved["figures"]} == {".png", ".svg"}
     run = json.loads((tmp_path / "out/runs/tiny/mamba/seed1/result.json").read_text())
     assert len(run["loss_curve"]) == 4 and run["train"]["tokens_seen"] == 512

@@ -99,6 +99,8 @@ def aggregate(cfg, run_dirs: List[Path], out: Path) -> Dict:
         summary["status"] = "ok"
         summary["long_context"] = long_runs
         summary["figures"] += plot_long_context(long_runs, out / "long_context", cfg.name)
+    # relative to summary.json, so the record still points at the figures after the folder is copied elsewhere
+    summary["figures"] = [str(Path(f).relative_to(out)) for f in summary["figures"]]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
