@@ -653,6 +653,7 @@ def test_quant_eval_quantizes_every_linear_but_the_head_and_reports_the_loss_it_
     result = run_quant_eval(dirs, str(tmp_path / "q"), widths=["int8"], data_dir=str(synthetic_data_dir),
                             device="cpu", block_size=64, batch_size=4, max_tokens=300)
     assert (tmp_path / "q" / "quant_eval.md").read_text().count("| ") >= 3
+    assert json.loads((tmp_path / "q" / "quant_eval.json").read_text()) == json.loads(json.dumps(result))
     stream = eval_token_stream(tok, load_valid_texts(synthetic_data_dir, "sotu_valid"), 300)
     for name, model in models.items():
         entry = result["models"][str(tmp_path / name)]

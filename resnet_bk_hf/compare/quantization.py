@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -50,8 +50,9 @@ def _load(model_dir: str, device: str):
 
 def evaluate_quantized(models: Sequence[str], widths: Sequence[str] = WEIGHT_WIDTHS, data_dir: Optional[str] = None,
                        device: Optional[str] = None, block_size: int = 512, batch_size: int = 8,
-                       max_tokens: Optional[int] = None) -> Dict:
-    """Unquantized and quantized validation metrics of each saved model; see the module docstring."""
+                       max_tokens: Optional[int] = None, on_model: Optional[Callable[[Dict], None]] = None) -> Dict:
+    """Unquantized and quantized validation metrics of each saved model; see the module docstring.
+    `on_model(result_so_far)` is called after each model, so a run cut short keeps the models it finished."""
     from ..tokenization import load_tokenizer
     from .data import VALID_FILES, eval_token_stream, load_valid_texts, resolve_data_dir, token_byte_lengths
     from .evaluation import evaluate_blocks
@@ -91,6 +92,8 @@ def evaluate_quantized(models: Sequence[str], widths: Sequence[str] = WEIGHT_WID
                 name: entry[width]["valid"][name]["bits_per_byte"] - entry["none"]["valid"][name]["bits_per_byte"]
                 for name in streams}
         out["models"][str(model_dir)] = entry
+        if on_model is not None:
+            on_model(out)
     return out
 
 
@@ -108,11 +111,13 @@ def table(result: Dict) -> str:
 
 
 def run_quant_eval(models: Sequence[str], output_dir: str, **kwargs) -> Dict:
-    result = evaluate_quantized(models, **kwargs)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = table(result)
-    (out / "quant_eval.json").write_text(json.dumps(result, indent=1))
-    (out / "quant_eval.md").write_text(markdown + "\n")
-    print(markdown)
+
+    def write(result: Dict) -> None:            # after every model: a deadline keeps what was finished
+        (out / "quant_eval.json").write_text(json.dumps(result, indent=1))
+        (out / "quant_eval.md").write_text(table(result) + "\n")
+
+    result = evaluate_quantized(models, on_model=write, **kwargs)
+    print(table(result))
     return result
