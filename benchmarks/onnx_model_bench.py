@@ -70,13 +70,13 @@ def main():
         prompt = torch.randint(2, model.config.vocab_size, (1, 32), generator=g)
         nxt = torch.randint(2, model.config.vocab_size, (1, 1), generator=g)
         with torch.no_grad():
-            cache = model(prompt, use_cache=True).cache_params
+            cache = model(prompt, use_cache=True).cache
 
             def torch_step():
                 # a copy of the state so that every timed step starts from the same 32-token prefix
                 c = type(cache)(model.config, 1)
                 c.states, c.seqlen_offset = list(cache.states), cache.seqlen_offset
-                return model(nxt, cache_params=c, use_cache=True).logits
+                return model(nxt, cache=c, use_cache=True).logits
 
             ref = torch_step().numpy()
             t_torch = median_ms(torch_step, 10 * args.repeats)

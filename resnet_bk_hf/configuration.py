@@ -82,7 +82,8 @@ class ResNetBKConfig(PretrainedConfig):
     """
 
     model_type = "resnet_bk"
-    keys_to_ignore_at_inference = ["cache_params"]  # Trainer.predict must not gather the recurrent state
+    # Trainer.predict must not gather the recurrent state (named `cache` from transformers 5.24 on)
+    keys_to_ignore_at_inference = ["cache", "cache_params"]
     attribute_map = {"d_model": "hidden_size", "n_layers": "num_hidden_layers", "num_attention_heads": "num_heads"}
 
     def __init__(

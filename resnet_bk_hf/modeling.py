@@ -35,6 +35,21 @@ except ImportError:  # transformers 4.x
 
 TRANSFORMERS_V5 = int(transformers.__version__.split(".")[0]) >= 5
 
+try:  # the names generate() reads a model's cache under, newest first
+    from transformers.generation.utils import ALL_CACHE_NAMES as _CACHE_NAMES
+except ImportError:  # pragma: no cover
+    _CACHE_NAMES = ["cache_params"]
+# transformers 5.24 renamed every model's cache argument and output field to `cache` (ModelOutput turns a
+# `cache_params=` keyword into `cache=`); before, recurrent models (Mamba, 4.57 included) used `cache_params`.
+# The outputs below carry the field under this version's name and read under both; forward takes both.
+CACHE_FIELD = "cache" if _CACHE_NAMES[0] == "cache" else "cache_params"
+
+
+def _one_cache(cache, cache_params):
+    if cache is not None and cache_params is not None:
+        raise ValueError("pass the recurrent state as `cache` or as `cache_params` (its older name), not both")
+    return cache if cache is not None else cache_params
+
 
 def _normal_(t, std):
     return _init.normal_(t, mean=0.0, std=std) if _init else nn.init.normal_(t, mean=0.0, std=std)
@@ -291,7 +306,7 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
-        return False  # the recurrent state lives in ResNetBKCache, passed as `cache_params`
+        return False  # the recurrent state lives in ResNetBKCache, passed as `cache` (`cache_params` before 5.24)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As transformers', plus this model's code and `auto_map` (remote_code.py): the directory
@@ -310,18 +325,37 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
             cls._auto_class = auto_class
 
 
+class _BothCacheNames:
+    """`out.cache` and `out.cache_params` both read the recurrent state: the dataclass field (named CACHE_FIELD)
+    shadows the property of its own name, the other property reads the field."""
+
+    @property
+    def cache(self) -> Optional[ResNetBKCache]:
+        return self.cache_params
+
+    @property
+    def cache_params(self) -> Optional[ResNetBKCache]:
+        return self.cache
+
+
 @dataclass
-class ResNetBKOutput(ModelOutput):
+class ResNetBKOutput(_BothCacheNames, ModelOutput):
     last_hidden_state: Optional[torch.FloatTensor] = None
-    cache_params: Optional[ResNetBKCache] = None
+    if CACHE_FIELD == "cache":
+        cache: Optional[ResNetBKCache] = None
+    else:
+        cache_params: Optional[ResNetBKCache] = None
     hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
 
 
 @dataclass
-class ResNetBKCausalLMOutput(ModelOutput):
+class ResNetBKCausalLMOutput(_BothCacheNames, ModelOutput):
     loss: Optional[torch.FloatTensor] = None
     logits: Optional[torch.FloatTensor] = None
-    cache_params: Optional[ResNetBKCache] = None
+    if CACHE_FIELD == "cache":
+        cache: Optional[ResNetBKCache] = None
+    else:
+        cache_params: Optional[ResNetBKCache] = None
     hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
 
 
@@ -398,9 +432,11 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params=None,
-                use_cache=None, output_hidden_states=None, return_dict=None, position_ids=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache=None,
+                use_cache=None, output_hidden_states=None, return_dict=None, position_ids=None, cache_params=None,
+                **kwargs):
         _check_inputs(self.config, input_ids, inputs_embeds, attention_mask)
+        cache = _one_cache(cache, cache_params)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = bool(output_hidden_states)
@@ -413,48 +449,48 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             positions = position_ids.to(x.device).long().expand(x.shape[0], x.shape[1])
         elif self.config.positional_potential is not None:
             # Position = real tokens before this one in the row (padding does not count), continued from the cache.
-            seen = cache_params.positions if cache_params is not None and cache_params.positions is not None \
+            seen = cache.positions if cache is not None and cache.positions is not None \
                 else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
             real = attention_mask.long() if attention_mask is not None else torch.ones(x.shape[:2], dtype=torch.long,
                                                                                       device=x.device)
             positions = (seen[:, None] + real.cumsum(1) - 1).clamp(min=0)
         if attention_mask is not None and bool(attention_mask.all()) and (
-                cache_params is None or cache_params.last_mask is None or bool(cache_params.last_mask.all())):
+                cache is None or cache.last_mask is None or bool(cache.last_mask.all())):
             attention_mask = None  # nothing is masked: skip the masking work
-        if use_cache and cache_params is None:
-            cache_params = ResNetBKCache(self.config, x.shape[0], x.device)
-        if cache_params is not None and cache_params.batch_size != x.shape[0]:
-            raise ValueError(f"cache_params holds batch {cache_params.batch_size}, input has batch {x.shape[0]}")
-        prev_mask = cache_params.last_mask if cache_params is not None else None
-        doc_start = _document_starts(position_ids, x.shape[:2], has_state=cache_params is not None
-                                     and cache_params.seqlen_offset > 0)
+        if use_cache and cache is None:
+            cache = ResNetBKCache(self.config, x.shape[0], x.device)
+        if cache is not None and cache.batch_size != x.shape[0]:
+            raise ValueError(f"the cache holds batch {cache.batch_size}, input has batch {x.shape[0]}")
+        prev_mask = cache.last_mask if cache is not None else None
+        doc_start = _document_starts(position_ids, x.shape[:2], has_state=cache is not None
+                                     and cache.seqlen_offset > 0)
         all_hidden = []
         for i, block in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(x)
-            state = cache_params.states[i] if cache_params is not None else None
+            state = cache.states[i] if cache is not None else None
             if self.gradient_checkpointing and self.training:
                 x, new_state = torch.utils.checkpoint.checkpoint(block, x, attention_mask, prev_mask, state,
                                                                  doc_start, positions, use_reentrant=False)
             else:
                 x, new_state = block(x, attention_mask, prev_mask, state, doc_start, positions)
-            if cache_params is not None:
-                cache_params.states[i] = tuple(s.detach() for s in new_state) if not torch.is_grad_enabled() \
+            if cache is not None:
+                cache.states[i] = tuple(s.detach() for s in new_state) if not torch.is_grad_enabled() \
                     else new_state
         x = self.norm_f(x)
         if output_hidden_states:
             all_hidden.append(x)
-        if cache_params is not None:
-            cache_params.seqlen_offset += x.shape[1]
+        if cache is not None:
+            cache.seqlen_offset += x.shape[1]
             if positions is not None and position_ids is not None:
-                cache_params.positions = positions[:, -1] + 1
+                cache.positions = positions[:, -1] + 1
             elif positions is not None:
-                cache_params.positions = seen + real.sum(1)
+                cache.positions = seen + real.sum(1)
             if attention_mask is not None:
-                cache_params.last_mask = attention_mask[:, -1].clone()
-            elif cache_params.last_mask is not None:
-                cache_params.last_mask = torch.ones_like(cache_params.last_mask)
-        out = ResNetBKOutput(last_hidden_state=x, cache_params=cache_params if use_cache else None,
+                cache.last_mask = attention_mask[:, -1].clone()
+            elif cache.last_mask is not None:
+                cache.last_mask = torch.ones_like(cache.last_mask)
+        out = ResNetBKOutput(last_hidden_state=x, **{CACHE_FIELD: cache if use_cache else None},
                              hidden_states=tuple(all_hidden) if output_hidden_states else None)
         return out if return_dict else out.to_tuple()
 
@@ -480,16 +516,17 @@ class ResNetBKForCausalLM(ResNetBKPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
-    def prepare_inputs_for_generation(self, input_ids, cache_params=None, attention_mask=None, inputs_embeds=None,
-                                      use_cache=None, **kwargs):
+    def prepare_inputs_for_generation(self, input_ids, cache=None, attention_mask=None, inputs_embeds=None,
+                                      use_cache=None, cache_params=None, **kwargs):
+        cache = _one_cache(cache, cache_params)
         # The cache has absorbed `seqlen_offset` tokens: feed only the new ones (O(1) per generated token).
-        if cache_params is not None and cache_params.seqlen_offset > 0:
-            offset = cache_params.seqlen_offset
+        if cache is not None and cache.seqlen_offset > 0:
+            offset = cache.seqlen_offset
             input_ids = input_ids[:, offset:]
             if attention_mask is not None:
                 attention_mask = attention_mask[:, offset:]
             inputs_embeds = None
-        model_inputs = {"cache_params": cache_params, "use_cache": use_cache, "attention_mask": attention_mask,
+        model_inputs = {CACHE_FIELD: cache, "use_cache": use_cache, "attention_mask": attention_mask,
                         "logits_to_keep": 1}
         if inputs_embeds is not None:
             model_inputs["inputs_embeds"] = inputs_embeds
@@ -497,12 +534,12 @@ class ResNetBKForCausalLM(ResNetBKPreTrainedModel, GenerationMixin):
             model_inputs["input_ids"] = input_ids.contiguous()
         return model_inputs
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache_params=None, labels=None,
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, cache=None, labels=None,
                 use_cache=None, output_hidden_states=None, return_dict=None, logits_to_keep: int = 0,
-                position_ids=None, **kwargs):
+                position_ids=None, cache_params=None, **kwargs):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                             cache_params=cache_params, use_cache=use_cache,
+                             cache=_one_cache(cache, cache_params), use_cache=use_cache,
                              output_hidden_states=output_hidden_states, return_dict=True,
                              position_ids=position_ids)
         hidden = outputs.last_hidden_state
@@ -522,7 +559,7 @@ class ResNetBKForCausalLM(ResNetBKPreTrainedModel, GenerationMixin):
                                    reduction="mean" if num_items is None else "sum")
             if num_items is not None:
                 loss = loss / torch.as_tensor(num_items, device=loss.device, dtype=loss.dtype)
-        out = ResNetBKCausalLMOutput(loss=loss, logits=logits, cache_params=outputs.cache_params,
+        out = ResNetBKCausalLMOutput(loss=loss, logits=logits, **{CACHE_FIELD: outputs.cache},
                                      hidden_states=outputs.hidden_states)
         return out if return_dict else out.to_tuple()
 

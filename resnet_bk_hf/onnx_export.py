@@ -92,12 +92,12 @@ class ResNetBKOnnxDecoder(nn.Module):
             cache = ResNetBKCache(self.model.config, input_ids.shape[0], input_ids.device)
             cache.states = [(past_states[2 * i], past_states[2 * i + 1]) for i in range(len(cache.states))]
             cache.last_mask = past_last_mask
-        out = self.model_forward(input_ids=input_ids, attention_mask=attention_mask, cache_params=cache,
+        out = self.model_forward(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                                  use_cache=self.with_state, return_dict=True)
         if not self.with_state:
             return out.logits
-        states = [s for layer in out.cache_params.states for s in layer]
-        return (out.logits, out.cache_params.last_mask, *states)
+        states = [s for layer in out.cache.states for s in layer]
+        return (out.logits, out.cache.last_mask, *states)
 
 
 def example_inputs(config, with_state: bool, batch: int = 2, length: int = 5):

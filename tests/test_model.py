@@ -1,4 +1,6 @@
 """The HF model: causality, cache, generation, round trip, padding, heads, bad input."""
+import copy
+
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -40,15 +42,38 @@ def test_token_by_token_cache_matches_full_forward(seed, kw):
         full = model(ids, use_cache=False).logits
         cache, steps = None, []
         for t in range(16):
-            out = model(ids[:, t:t + 1], cache_params=cache, use_cache=True)
-            cache = out.cache_params
+            out = model(ids[:, t:t + 1], cache=cache, use_cache=True)
+            cache = out.cache
             steps.append(out.logits)
         # a prefill of 9 tokens then steps, too
         pre = model(ids[:, :9], use_cache=True)
-        rest = model(ids[:, 9:], cache_params=pre.cache_params, use_cache=True)
+        rest = model(ids[:, 9:], cache=pre.cache, use_cache=True)
     assert (torch.cat(steps, 1) - full).abs().max() <= 1e-5
     assert (torch.cat([pre.logits, rest.logits], 1) - full).abs().max() <= 1e-5
     assert cache.seqlen_offset == 16
+
+
+def test_cache_is_read_and_passed_under_both_transformers_names(seed):
+    """transformers 5.24 renamed a model's cache to `cache`; before, recurrent models used `cache_params`. Both
+    names pass the state in and read it out, the output's field carries this version's name (generate() and
+    to_tuple() see that one), and giving both is an error."""
+    from resnet_bk_hf.modeling import CACHE_FIELD
+    model = model_for()
+    ids = torch.randint(0, 97, (2, 12))
+    with torch.no_grad():
+        full = model(ids, use_cache=False).logits
+        pre = model(ids[:, :5], use_cache=True)
+        assert pre.cache is pre.cache_params is pre[CACHE_FIELD] is not None
+        assert pre.to_tuple()[1] is pre.cache and len(pre.to_tuple()) == 2
+        state = pre.cache
+        rest_old = model(ids[:, 5:], cache_params=copy.deepcopy(state), use_cache=True)
+        rest_new = model(ids[:, 5:], cache=copy.deepcopy(state), use_cache=True)
+        with pytest.raises(ValueError, match="not both"):
+            model(ids[:, 5:], cache=state, cache_params=state)
+    assert torch.equal(rest_old.logits, rest_new.logits)
+    assert (torch.cat([pre.logits, rest_new.logits], 1) - full).abs().max() <= 1e-5
+    assert rest_old.cache.seqlen_offset == rest_new.cache_params.seqlen_offset == 12
+    assert "cache" in model.config.keys_to_ignore_at_inference and "cache_params" in model.config.keys_to_ignore_at_inference
 
 
 def test_generate_is_recurrent_and_matches_no_cache(seed):
@@ -153,9 +178,9 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.ones(3, dtype=torch.long))
     with pytest.raises(ValueError, match="integer token ids"):
         model(torch.ones(1, 3))
-    with pytest.raises(ValueError, match="cache_params holds batch 2"):
-        cache = model(torch.ones(2, 3, dtype=torch.long), use_cache=True).cache_params
-        model(torch.ones(1, 1, dtype=torch.long), cache_params=cache)
+    with pytest.raises(ValueError, match="the cache holds batch 2"):
+        cache = model(torch.ones(2, 3, dtype=torch.long), use_cache=True).cache
+        model(torch.ones(1, 1, dtype=torch.long), cache=cache)
 
 
 def test_hidden_states_and_base_model(seed):

@@ -84,7 +84,7 @@ def test_step_by_step_with_state_matches_pytorch(exported):
     assert err <= TOL
     # the state after the prefill is the PyTorch cache's
     with torch.no_grad():
-        cache = model(ids[:, :11], attention_mask=mask[:, :11], use_cache=True).cache_params
+        cache = model(ids[:, :11], attention_mask=mask[:, :11], use_cache=True).cache
     _, state = runner.step(ids[:, :11].numpy(), attention_mask=mask[:, :11].numpy())
     for i, (g, y) in enumerate(cache.states):
         assert np.abs(state[f"past_states.{i}.g"] - g.numpy()).max() <= TOL

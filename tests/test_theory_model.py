@@ -66,11 +66,11 @@ def test_causality_and_cache_with_the_positional_potential(seed, learned):
         assert (model(changed, use_cache=False).logits[:, :8] - full[:, :8]).abs().max() <= 1e-6
         cache, steps = None, []
         for t in range(16):
-            out = model(ids[:, t:t + 1], cache_params=cache, use_cache=True)
-            cache = out.cache_params
+            out = model(ids[:, t:t + 1], cache=cache, use_cache=True)
+            cache = out.cache
             steps.append(out.logits)
         pre = model(ids[:, :5], use_cache=True)
-        rest = model(ids[:, 5:], cache_params=pre.cache_params, use_cache=True)
+        rest = model(ids[:, 5:], cache=pre.cache, use_cache=True)
         plain = model_for()                                  # the bias matters: a different model
         plain.load_state_dict({k: v for k, v in model.state_dict().items() if "positional" not in k})
         assert (plain(ids, use_cache=False).logits - full).abs().max() > 1e-4

@@ -52,12 +52,12 @@ def test_plain_position_ids_change_nothing_and_a_cache_continues_or_restarts(see
         assert torch.equal(model(ids, position_ids=torch.arange(12).expand(2, 12)).logits, ref)
         # chunked with a cache: positions that continue (6..11) continue the document ...
         first = model(ids[:, :6], use_cache=True)
-        cont = model(ids[:, 6:], cache_params=first.cache_params, use_cache=True,
+        cont = model(ids[:, 6:], cache=first.cache, use_cache=True,
                      position_ids=torch.arange(6, 12).expand(2, 6)).logits
         assert (cont - ref[:, 6:]).abs().max() < 1e-5
         # ... positions that restart at 0 start a new document: the carried state is dropped
         first = model(ids[:, :6], use_cache=True)
-        fresh = model(ids[:, 6:], cache_params=first.cache_params, use_cache=True,
+        fresh = model(ids[:, 6:], cache=first.cache, use_cache=True,
                       position_ids=torch.arange(6).expand(2, 6)).logits
         assert (fresh - model(ids[:, 6:]).logits).abs().max() < 1e-5
         with pytest.raises(ValueError, match="position_ids shape"):

@@ -157,8 +157,8 @@ def streaming_nll(model, arch: str, ids: Sequence[int], chunk: int, device, wind
         targets = ids[s + 1:e + 1].to(device)
         with ctx:
             if arch == "resnet_bk":
-                res = model(input_ids=ids[s:e][None].to(device), cache_params=cache, use_cache=True)
-                cache, logits = res.cache_params, res.logits[0]
+                res = model(input_ids=ids[s:e][None].to(device), cache=cache, use_cache=True)
+                cache, logits = res.cache, res.logits[0]
             elif arch == "mamba":
                 logits = streamer(ids[s:e][None].to(device))[0]
             elif arch == "transformer":
