@@ -140,9 +140,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.set_defaults(func=_lm_eval)
     p = sub.add_parser("quant-eval", help="validation bits per byte of saved models before and after weight-only "
-                       "int8 / int4 quantization (optimum-quanto); tabulates")
+                       "int8 / int4 / int2 quantization (optimum-quanto); tabulates")
     p.add_argument("--model", action="append", required=True, help="saved model folder (repeat for several)")
-    p.add_argument("--weights", default="int8,int4", help="comma-separated widths from int8, int4")
+    p.add_argument("--weights", default="int8,int4", help="comma-separated widths from int8, int4, int2")
     p.add_argument("--output-dir", default="results/quant_eval")
     p.add_argument("--data-dir", default=None, help="folder of the bench corpora (default ../shared/data)")
     p.add_argument("--device", default=None)

@@ -603,7 +603,8 @@ def test_model_overrides_reach_the_built_model():
         size_specs(parse_config(data), 512, "cpu", 64)
 
 
-@pytest.mark.parametrize("name", ["gpu_10m", "gpu_50m", "gpu_10m_mamba_ref_init", "gpu_50m_mamba_ref_init"])
+@pytest.mark.parametrize("name", ["gpu_10m", "gpu_50m", "gpu_10m_mamba_ref_init", "gpu_50m_mamba_ref_init",
+                                  "gpu_10m_mamba_ref_init_h200"])
 def test_committed_gpu_summaries_follow_from_the_committed_run_files(name):
     """docs/results.md quotes summary.json; every run it lists must be committed beside it, and the
     statistics must come out of those files again (a summary without its runs cannot be checked)."""
@@ -621,6 +622,66 @@ def test_committed_gpu_summaries_follow_from_the_committed_run_files(name):
                            "train_tokens_per_second_steady"):
                 assert table[metric]["mean"] == pytest.approx(entry["metrics"][metric]["mean"], rel=1e-12), \
                     (size, arch, metric)
+
+
+@pytest.mark.parametrize("name", ["gpu_long_context", "gpu_long_context_mamba_ref_init", "gpu_long_context_combined",
+                                  "gpu_long_context_131k"])
+def test_committed_long_context_summaries_follow_from_their_run_files(name):
+    """Each long-context row of a committed summary is its run's result.json, and every row of the table in
+    docs/results.md (combined folder) is one of those rows, rounded as printed."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "compare" / name
+    summary = json.loads((root / "summary.json").read_text())
+    files = sorted((root / "long_context").glob("*/N*/result.json"))
+    assert len(files) == len(summary["long_context"]) > 0
+    for row in summary["long_context"]:
+        run = json.loads((root / "long_context" / row["arch"] / f"N{row['seq_len']}" / "result.json").read_text())
+        assert (run["final_train_loss"], run["loss_spikes"], run["max_grad_norm"]) == \
+            (row["final_train_loss"], row["loss_spikes"], row["max_grad_norm"])
+        assert run["streaming"]["bits_per_byte"] == row["streaming"]["bits_per_byte"]
+    if name != "gpu_long_context_combined":
+        return
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    for row in summary["long_context"]:
+        label = "mamba (mamba_ssm init)" if row["arch"] == "mamba" else row["arch"]
+        line = (f"| {label} | {row['seq_len']} | {row['status']} | {row['final_train_loss']:.3f} | "
+                f"{row['loss_spikes']} | {row['max_grad_norm']:.2f} | {row['streaming']['bits_per_byte']:.3f} | "
+                f"{row['streaming']['perplexity']:.0f} |")
+        assert line in doc, line
+
+
+def test_the_quantization_table_in_the_docs_is_the_committed_result():
+    root = Path(__file__).resolve().parents[1]
+    result = json.loads((root / "benchmarks/results/compare/quant_eval_gpu_10m_quant/quant_eval.json").read_text())
+    doc = (root / "docs" / "results.md").read_text()
+    labels = {"resnet_bk": "resnet_bk", "llama": "transformer", "mamba": "mamba (mamba_ssm init)"}
+    assert result["widths"] == ["int8", "int4", "int2"] and len(result["models"]) == 3
+    for entry in result["models"].values():
+        cells = [f"{entry['none']['valid'][n]['bits_per_byte']:.4f}" for n in ("sotu_valid", "wikitext2_valid")]
+        for width in result["widths"]:
+            pair = ", ".join(f"{entry[width]['bits_per_byte_increase'][n]:+.4f}" for n in ("sotu_valid", "wikitext2_valid"))
+            cells.append(f"**{pair}**" if width == "int2" and entry["model_type"] == "resnet_bk" else pair)
+        line = f"| {labels[entry['model_type']]} | " + " | ".join(cells) + " |"
+        assert line in doc, line
+
+
+def test_a_saved_mamba_with_mamba_ssm_init_loads_as_it_was_trained(tmp_path):
+    """transformers' Mamba applies rescale_prenorm_residual (an init flag) to weights loaded by from_pretrained,
+    dividing the output projections by sqrt(layers) again: the runner saves without the flag, and quant-eval
+    loads directories saved with it (earlier runs) with the flag cleared."""
+    from transformers import MambaConfig, MambaForCausalLM
+    from resnet_bk_hf.compare.quantization import _load
+    from resnet_bk_hf.compare.runner import save_trained_model
+    torch.manual_seed(0)
+    model = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=4, state_size=4,
+                                         initializer_range=0.02, rescale_prenorm_residual=True)).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp_path / "plain")      # as the runner saved before (transformers 5.24: out_proj / 2 on load)
+    save_trained_model(model, tmp_path / "fixed")
+    assert model.config.rescale_prenorm_residual                     # the live model's config is left as it was
+    for loaded in (MambaForCausalLM.from_pretrained(tmp_path / "fixed").state_dict(),
+                   _load(str(tmp_path / "plain"), "cpu").state_dict()):
+        for key, value in weights.items():
+            assert torch.equal(loaded[key], value), key
 
 
 def test_quant_eval_quantizes_every_linear_but_the_head_and_reports_the_loss_it_costs(tmp_path, synthetic_data_dir):

@@ -1,12 +1,14 @@
 """`resnet-bk quant-eval`: how much validation quality saved models lose under weight-only post-training
 quantization (the seeds' "quantization robustness" claim), side by side.
 
-Quantization is optimum-quanto's (`quantize(model, weights=qint8 | qint4)` then `freeze`): every `nn.Linear`
-except the output head gets per-output-channel symmetric integer weights (int4 in groups of quanto's default
-size), activations stay in floating point. The head is kept in floating point because it is tied to the input
-embedding in every compared model (a common choice in post-training quantization studies; recorded in the
-result). ResNet-BK's scan parameters (potential, hopping, shifts, readout projections that are not Linear) are
-not Linear modules and stay in floating point; its Linear projections are quantized like everyone else's.
+Quantization is optimum-quanto's (`quantize(model, weights=qint8 | qint4 | qint2)` then `freeze`), weights
+only: every `nn.Linear` except the output head gets per-output-channel symmetric integer weights (int4 and int2
+in groups of quanto's default size), activations stay in floating point. (quanto's int8 activations were tried
+and left out: on transformers' Mamba they reach its depthwise conv1d with the wrong shape.) The head is kept in
+floating point because it is tied to the input embedding in every compared model (a common choice in
+post-training quantization studies; recorded in the result). ResNet-BK's scan parameters (potential, hopping,
+shifts, readout projections that are not Linear) are not Linear modules and stay in floating point; its Linear
+projections are quantized like everyone else's.
 
 Each model is evaluated unquantized and at each width with the same blocks and data as `resnet-bk compare`
 (`evaluate_blocks`: token-level loss and bits per byte on the bench validation sets); the table gives the
@@ -20,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-WEIGHT_WIDTHS = ("int8", "int4")
+WEIGHT_WIDTHS = ("int8", "int4", "int2")
 KEPT_IN_FLOAT = ("lm_head",)
 
 
@@ -31,7 +33,7 @@ def _quanto_dtype(width: str):
         raise ImportError("quant-eval needs optimum-quanto: pip install 'resnet_bk_hf[compare]'") from e
     if width not in WEIGHT_WIDTHS:
         raise ValueError(f"weight width must be one of {WEIGHT_WIDTHS}, got {width!r}")
-    return {"int8": quanto.qint8, "int4": quanto.qint4}[width]
+    return {"int8": quanto.qint8, "int4": quanto.qint4, "int2": quanto.qint2}[width]
 
 
 def quantize_weights(model: torch.nn.Module, width: str) -> List[str]:
@@ -45,7 +47,11 @@ def quantize_weights(model: torch.nn.Module, width: str) -> List[str]:
 def _load(model_dir: str, device: str):
     import resnet_bk_hf  # noqa: F401  (registers ResNet-BK with the Auto classes)
     from transformers import AutoModelForCausalLM
-    return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).to(device).eval()
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    # A Mamba saved with rescale_prenorm_residual set would have its output projections rescaled again on
+    # load (runner.save_trained_model): load such a directory with the init-only flag cleared.
+    fix = {"rescale_prenorm_residual": False} if config.get("rescale_prenorm_residual") else {}
+    return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, **fix).to(device).eval()
 
 
 def evaluate_quantized(models: Sequence[str], widths: Sequence[str] = WEIGHT_WIDTHS, data_dir: Optional[str] = None,

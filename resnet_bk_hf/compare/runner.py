@@ -119,6 +119,21 @@ class RunMonitor(TrainerCallback):
         return out
 
 
+def save_trained_model(model, path: Path) -> None:
+    """save_pretrained, with the init-only flag `rescale_prenorm_residual` cleared: transformers' Mamba applies it
+    in `_init_weights` to weights loaded by from_pretrained too, dividing the trained output projections by
+    sqrt(layers) once more on every load (seen on transformers 5.17 and 5.24). The flag shaped the init, which
+    result.json records; the saved model must load as it was trained."""
+    flagged = bool(getattr(model.config, "rescale_prenorm_residual", False))
+    if flagged:
+        model.config.rescale_prenorm_residual = False
+    try:
+        model.save_pretrained(path)
+    finally:
+        if flagged:
+            model.config.rescale_prenorm_residual = True
+
+
 def curve_from_log_history(log_history: List[Dict], tokens_per_step: int) -> List[Dict]:
     return [{"step": e["step"], "tokens": e["step"] * tokens_per_step, "loss": float(e["loss"]),
              "grad_norm": float(e.get("grad_norm", math.nan)), "learning_rate": float(e.get("learning_rate", math.nan))}
@@ -245,7 +260,7 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
         if after_training is not None:
             after_training(model, result)
         if save_model:
-            model.save_pretrained(run_dir / "model")
+            save_trained_model(model, run_dir / "model")
             tokenizer.save_pretrained(run_dir / "model")
     _write_json(result_path, result)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the checkpoints were only for resuming
