@@ -664,6 +664,24 @@ def test_the_quantization_table_in_the_docs_is_the_committed_result():
         assert line in doc, line
 
 
+def test_the_lm_eval_against_package_table_in_the_docs_is_the_committed_result():
+    """docs/results.md, lm-eval section: lm-eval's bits per byte of the saved seed-0 models (after the Mamba loading
+    fix) beside the package's evaluation of the same models at the end of training."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "compare"
+    lm_eval = json.loads((root / "lm_eval_gpu_10m_quant" / "lm_eval.json").read_text())
+    doc = (root.parents[2] / "docs" / "results.md").read_text()
+    labels = {"resnet_bk": "resnet_bk", "transformer": "transformer", "mamba": "mamba (mamba_ssm init)"}
+    for model_dir, scores in lm_eval.items():
+        arch = Path(model_dir).parts[-3]
+        run = json.loads((root / "gpu_10m_quant" / "runs" / "10m" / arch / "seed0" / "result.json").read_text())
+        cells = []
+        for task, valid in (("bench_sotu_valid", "sotu_valid"), ("bench_wikitext2_valid", "wikitext2_valid")):
+            cells += [f"{scores['results'][task]['bits_per_byte,none']:.4f}",
+                      f"{run['validation'][valid]['bits_per_byte']:.4f}"]
+        line = f"| {labels[arch]} | " + " | ".join(cells) + " |"
+        assert line in doc, line
+
+
 def test_a_saved_mamba_with_mamba_ssm_init_loads_as_it_was_trained(tmp_path):
     """transformers' Mamba applies rescale_prenorm_residual (an init flag) to weights loaded by from_pretrained,
     dividing the output projections by sqrt(layers) again: the runner saves without the flag, and quant-eval
