@@ -684,11 +684,11 @@ def test_the_lm_eval_against_package_table_in_the_docs_is_the_committed_result()
 
 def test_a_saved_mamba_with_mamba_ssm_init_loads_as_it_was_trained(tmp_path):
     """transformers' Mamba applies rescale_prenorm_residual (an init flag) to weights loaded by from_pretrained,
-    dividing the output projections by sqrt(layers) again: the runner saves without the flag, and quant-eval
-    loads directories saved with it (earlier runs) with the flag cleared."""
+    dividing the output projections by sqrt(layers) again: the runner saves without the flag, and quant-eval and
+    lm-eval load directories saved with it (earlier runs) with the flag cleared."""
     from transformers import MambaConfig, MambaForCausalLM
     from resnet_bk_hf.compare.quantization import _load
-    from resnet_bk_hf.compare.runner import save_trained_model
+    from resnet_bk_hf.compare.architectures import init_only_overrides, save_trained_model
     torch.manual_seed(0)
     model = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=4, state_size=4,
                                          initializer_range=0.02, rescale_prenorm_residual=True)).eval()
@@ -696,6 +696,8 @@ def test_a_saved_mamba_with_mamba_ssm_init_loads_as_it_was_trained(tmp_path):
     model.save_pretrained(tmp_path / "plain")      # as the runner saved before (transformers 5.24: out_proj / 2 on load)
     save_trained_model(model, tmp_path / "fixed")
     assert model.config.rescale_prenorm_residual                     # the live model's config is left as it was
+    assert init_only_overrides(tmp_path / "plain") == {"rescale_prenorm_residual": False}   # lm-eval passes these
+    assert init_only_overrides(tmp_path / "fixed") == {}
     for loaded in (MambaForCausalLM.from_pretrained(tmp_path / "fixed").state_dict(),
                    _load(str(tmp_path / "plain"), "cpu").state_dict()):
         for key, value in weights.items():

@@ -302,3 +302,31 @@ def matmul_weight_count(model) -> int:
     except ImportError:
         pass
     return total
+
+
+# transformers' Mamba applies `rescale_prenorm_residual` (part of mamba_ssm's init) in `_init_weights` to weights
+# loaded by from_pretrained too, dividing trained output projections by sqrt(layers) once more on every load
+# (seen on transformers 5.17 and 5.24). The flag only shapes the init (result.json records it): a trained model
+# is saved without it, and a directory saved with it is loaded with it cleared.
+INIT_ONLY_FLAGS = {"rescale_prenorm_residual": False}
+
+
+def save_trained_model(model, path) -> None:
+    """save_pretrained with the init-only flags cleared in the saved config (the live model's config is kept)."""
+    saved = {k: getattr(model.config, k) for k in INIT_ONLY_FLAGS if hasattr(model.config, k)}
+    for key, value in INIT_ONLY_FLAGS.items():
+        if key in saved:
+            setattr(model.config, key, value)
+    try:
+        model.save_pretrained(path)
+    finally:
+        for key, value in saved.items():
+            setattr(model.config, key, value)
+
+
+def init_only_overrides(model_dir) -> Dict:
+    """from_pretrained keyword arguments clearing the init-only flags a saved config.json still has set."""
+    import json
+    from pathlib import Path
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return {k: v for k, v in INIT_ONLY_FLAGS.items() if k in config and config[k] != v}

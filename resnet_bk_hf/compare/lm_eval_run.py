@@ -36,6 +36,7 @@ def evaluate_model(model_dir: str, tasks: List[str], data_dir: Optional[str] = N
     from lm_eval.tasks import TaskManager
 
     import resnet_bk_hf  # noqa: F401  (registers ResNet-BK with the Auto classes before HFLM loads it)
+    from .architectures import init_only_overrides
     from .lm_eval_tasks import TASK_DIR
 
     if not Path(model_dir, "config.json").is_file():
@@ -45,7 +46,7 @@ def evaluate_model(model_dir: str, tasks: List[str], data_dir: Optional[str] = N
     meta = {"data_dir": str(data_dir) if data_dir else None, **(metadata or {})}
     task_manager = TaskManager(include_path=str(TASK_DIR), metadata=meta)
     model_args = {"pretrained": str(model_dir), "backend": "causal", "dtype": dtype, "max_length": max_length,
-                  "trust_remote_code": False}
+                  "trust_remote_code": False, **init_only_overrides(model_dir)}   # HFLM hands these to from_pretrained
     return lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks, task_manager=task_manager,
                                    device=device, batch_size=batch_size, limit=limit, log_samples=False,
                                    metadata=meta)

@@ -47,11 +47,9 @@ def quantize_weights(model: torch.nn.Module, width: str) -> List[str]:
 def _load(model_dir: str, device: str):
     import resnet_bk_hf  # noqa: F401  (registers ResNet-BK with the Auto classes)
     from transformers import AutoModelForCausalLM
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    # A Mamba saved with rescale_prenorm_residual set would have its output projections rescaled again on
-    # load (runner.save_trained_model): load such a directory with the init-only flag cleared.
-    fix = {"rescale_prenorm_residual": False} if config.get("rescale_prenorm_residual") else {}
-    return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, **fix).to(device).eval()
+    from .architectures import init_only_overrides
+    return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
+                                                **init_only_overrides(model_dir)).to(device).eval()
 
 
 def evaluate_quantized(models: Sequence[str], widths: Sequence[str] = WEIGHT_WIDTHS, data_dir: Optional[str] = None,

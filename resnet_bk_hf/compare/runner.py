@@ -26,7 +26,7 @@ from ..data import tokenize_and_chunk
 from ..tokenization import load_tokenizer
 from ..training import NonFiniteLossCallback, NonFiniteLossError
 from .architectures import (ArchSpec, build_model, count_parameters, forward_flops_per_token, mambapy_available,
-                            probe_mamba_scan_path, size_model)
+                            probe_mamba_scan_path, save_trained_model, size_model)
 from .config import DEFAULT_WIDTH_MULTIPLE, CompareConfig, TrainConfig
 from .data import (VALID_FILES, data_fingerprint, eval_token_stream, load_bench_train, load_valid_texts,
                    resolve_data_dir, token_byte_lengths, tokenizer_fingerprint)
@@ -117,21 +117,6 @@ class RunMonitor(TrainerCallback):
             out["peak_memory_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
             out["peak_memory_kind"] = "process max RSS so far (CPU; includes earlier runs of this process)"
         return out
-
-
-def save_trained_model(model, path: Path) -> None:
-    """save_pretrained, with the init-only flag `rescale_prenorm_residual` cleared: transformers' Mamba applies it
-    in `_init_weights` to weights loaded by from_pretrained too, dividing the trained output projections by
-    sqrt(layers) once more on every load (seen on transformers 5.17 and 5.24). The flag shaped the init, which
-    result.json records; the saved model must load as it was trained."""
-    flagged = bool(getattr(model.config, "rescale_prenorm_residual", False))
-    if flagged:
-        model.config.rescale_prenorm_residual = False
-    try:
-        model.save_pretrained(path)
-    finally:
-        if flagged:
-            model.config.rescale_prenorm_residual = True
 
 
 def curve_from_log_history(log_history: List[Dict], tokens_per_step: int) -> List[Dict]:
