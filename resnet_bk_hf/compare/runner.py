@@ -33,6 +33,12 @@ from .data import (VALID_FILES, data_fingerprint, eval_token_stream, load_bench_
 from .evaluation import evaluate_blocks
 from .stats import count_spikes
 
+# transformers 5.24 renamed TrainingArguments' gradient_checkpointing to activation_checkpointing (the old name
+# warns and goes in v6); resnet-bk train maps a user's config either way (train.make_training_args).
+_CHECKPOINTING_ARGUMENT = ("activation_checkpointing" if any(f.name == "activation_checkpointing"
+                                                              for f in dataclasses.fields(TrainingArguments))
+                           else "gradient_checkpointing")
+
 
 def pick_device(cfg: CompareConfig) -> str:
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -194,7 +200,7 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
         save_steps=save_steps, save_total_limit=1, eval_strategy="no", report_to="none", use_cpu=device == "cpu",
         bf16=bf16, seed=seed, data_seed=seed, logging_nan_inf_filter=False, disable_tqdm=False,
         dataloader_num_workers=train.dataloader_workers, optim="adamw_torch", torch_compile=train.torch_compile,
-        save_only_model=False, gradient_checkpointing=gradient_checkpointing)
+        save_only_model=False, **{_CHECKPOINTING_ARGUMENT: gradient_checkpointing})
     monitor = RunMonitor(tokens_per_step, device)
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, data_collator=default_data_collator,
                       callbacks=[NonFiniteLossCallback(), monitor])
