@@ -57,7 +57,9 @@ def test_prime_bump_bias_is_initialised_and_trainable_only_when_learned(learned)
 
 @pytest.mark.parametrize("learned", [False, True])
 def test_causality_and_cache_with_the_positional_potential(seed, learned):
-    model = model_for(**PRIME, positional_potential_learned=learned)
+    # float64: the cached steps and the full pass then agree to rounding (0.0 seen); in float32 their different
+    # matmul shapes round differently and this model amplifies it to ~1e-5 on some seeds (1.7e-5 seen)
+    model = model_for(**PRIME, positional_potential_learned=learned).double()
     ids = torch.randint(0, 97, (2, 16))                    # longer than the table: positions past it clamp
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
@@ -74,8 +76,8 @@ def test_causality_and_cache_with_the_positional_potential(seed, learned):
         plain = model_for()                                  # the bias matters: a different model
         plain.load_state_dict({k: v for k, v in model.state_dict().items() if "positional" not in k})
         assert (plain(ids, use_cache=False).logits - full).abs().max() > 1e-4
-    assert (torch.cat(steps, 1) - full).abs().max() <= 1e-5
-    assert (torch.cat([pre.logits, rest.logits], 1) - full).abs().max() <= 1e-5
+    assert (torch.cat(steps, 1) - full).abs().max() <= 1e-12
+    assert (torch.cat([pre.logits, rest.logits], 1) - full).abs().max() <= 1e-12
     assert cache.positions.tolist() == [16, 16]
 
 
