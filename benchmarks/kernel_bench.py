@@ -1,8 +1,9 @@
 """Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
-        [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
-        [--profile] [--host] [--time-loop=scan|sequential] [--bwd-loop=scan|sequential|both] [--deadline-s=S]
+        [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--grid-io=float32,bfloat16] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
+        [--profile] [--host] [--time-loop=scan|sequential|chunked] [--bwd-loop=scan|sequential|chunked|all]
+        [--sweep-chunked[=fb]] [--no-reference] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -23,12 +24,18 @@ Prints tables and writes JSON:
     row records the registers and spilled bytes of its main-pass kernel as compiled;
   * profile (--profile): CUDA time per kernel of one forward + backward, default blocks per backward loop
     and, after a sweep, the fastest version-3 blocks;
+  * sweep-chunked (--sweep-chunked; same shape as --sweep): the version-4 forward (time_loop="chunked",
+    sub-chunks as matrices) over chunk length, sub-chunk length and warps, then dot precisions and
+    chunk-scan tiles on the fastest, then forward + backward of the fastest; =fb: only forward + backward
+    of the default version-4 config with other chunk-level scans and version-3 stages;
   * host (--host): GPU kernel time vs the host's time to issue one call (Python + launches) at small N and
     at one layer of the 10M comparison model, and cProfile's costliest host functions.
+--no-reference leaves the PyTorch references (recurrent, compiled step) out of the compare section.
 Head size P = 64 channels (H = d_model / 64 heads). Times in ms. --time-loop=X times only that forward loop;
---bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3; both =
-each; default: the library's default loop), in the check, grid, compare, sweep and profile alike.
---grid-n replaces the grid by (1, N, 1024, 8) float32 rows. --sweep-no-fwd skips the forward blocks in
+--bwd-loop=X that backward loop (`ScanConfig.bwd_loop`: scan = version 1, sequential = version 3, chunked =
+version 5; a comma list, or all (alias both) = each; default: the library's default loop), in the check, grid,
+compare, sweep and profile alike. --time-loop takes a comma list too.
+--grid-n replaces the grid by (1, N, 1024, 8) rows, float32 or those of --grid-io=float32,bfloat16. --sweep-no-fwd skips the forward blocks in
 the sweep, --sweep-l picks its L, --sweep-n its N (and the profile's; default 262144: at N <= 16k the
 backward has a ~1.5 ms floor to explain, docs/benchmarks.md). --deadline-s=S: the sweep skips (and lists) the configs it has not
 reached S seconds after the start, so a run under a time limit still ends with its profile and JSON.
@@ -110,7 +117,7 @@ def loop_cfg(time_loop, K=8, bwd_loop="scan"):
     return ts.default_config(P_HEAD, K, time_loop, bwd_loop)
 
 
-BWD_SHORT = {"scan": "v1", "sequential": "v3"}
+BWD_SHORT = {"scan": "v1", "sequential": "v3", "chunked": "v5"}
 
 
 def kernel_usage(fn, **constexprs):
@@ -136,6 +143,9 @@ def main_pass_usage(cfg, K=8):
     warps = cfg.bwd_num_warps or cfg.num_warps
     if cfg.bwd_loop == "sequential":
         return kernel_usage(ts._bwd_main_seq_kernel, L=cfg.block_t, BK=BK, BP=BP, STAGES=cfg.bwd_stages,
+                            num_warps=warps)
+    if cfg.bwd_loop == "chunked":
+        return kernel_usage(ts._bwd_chunk_mm_kernel, LS=cfg.block_sub, BK=max(8, BK), BP=max(16, BP),
                             num_warps=warps)
     return kernel_usage(ts._bwd_main_kernel, L=cfg.block_t, BK=BK, BP=BP, num_warps=warps)
 
@@ -435,6 +445,116 @@ def sweep_configs(save, res, block_ts=(16, 32, 64), time_loops=ts.TIME_LOOPS, bw
     return out
 
 
+# Version 4 forward ("chunked"): block_t, block_sub, num_warps, g_stored, w3d swept with float32 FMA dots; the
+# fastest then with the other dot precisions and chunk-scan tiles (chunk_block, scan_tile, scan_num_warps).
+# (A first sweep on the H200, 2026-12-01, over L 64/128/256 x sub 16/32/64 x 4/8 warps without g_stored/w3d:
+# 8 warps always slower, sub 32 fastest at every L; benchmarks/results/h200_v4_sweep1.log.)
+SWEEP_V4 = [dict(block_t=L, block_sub=LS, num_warps=4, g_stored=gs, w3d=w3)
+            for L in (64, 256) for LS in (16, 32) for gs in (False, True) for w3 in (False, True)]
+SWEEP_V4_SCAN = [(16, 2048, 4), (64, 4096, 8)]
+
+
+# forward + backward of the default v4 config at SWEEP_SHAPE with these changes (chunk-level scans, v3 stages)
+SWEEP_V4_FWDBWD = [{}, dict(chunk_block=64, scan_tile=4096, scan_num_warps=8),
+                   dict(chunk_block=32, scan_tile=2048, scan_num_warps=4),
+                   dict(chunk_block=128, scan_tile=8192, scan_num_warps=8), dict(bwd_stages=2), dict(bwd_stages=3)]
+
+
+def sweep_chunked_fwdbwd(save, res, base, deadline=float("inf"), K=8):
+    B, N, d, _ = SWEEP_SHAPE
+    xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+    do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+    rows = []
+    res["sweep_chunked_fwdbwd_default"] = rows
+    print(f"\nforward + backward, default v4 config with changes, B={B} N={N} d={d} K={K} f32: ms (median)",
+          flush=True)
+    for kw in SWEEP_V4_FWDBWD:
+        if time.time() > deadline:
+            print(f"  {kw}: skipped (deadline)", flush=True)
+            continue
+        cfg = ts.ScanConfig(**{**vars(base), **kw})
+        t = bench(lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do), rep=100)
+        rows.append({"changes": kw, "fwdbwd_ms": t})
+        print(f"  f+b default {kw or '(as is)'}: {t:8.3f}", flush=True)
+        save()
+    del xs, do
+    torch.cuda.empty_cache()
+    return None
+
+
+def sweep_chunked(save, res, deadline=float("inf"), K=8, fb_only=False):
+    """Forward alone with time_loop="chunked" at SWEEP_SHAPE, then forward + backward (version-3 backward at
+    the same chunk length) of the fastest forward and of the fastest at block_t = 64 (the v3 default)."""
+    B, N, d, _ = SWEEP_SHAPE
+    base = ts.default_config(P_HEAD, K, "chunked", "sequential")
+    if fb_only:       # forward + backward of the default with other chunk scans and v3 stages only
+        return sweep_chunked_fwdbwd(save, res, base, deadline)
+    xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+    det = [x.detach() for x in xs]
+    rows = []
+    res["sweep_chunked"] = rows
+    print(f"\nsweep chunked forward (v4) B={B} N={N} d={d} K={K} f32: ms (median)", flush=True)
+
+    def time_fwd(cfg, label):
+        if time.time() > deadline:
+            print(f"  {label}: skipped (deadline)", flush=True)
+            return None
+        try:
+            with torch.no_grad():
+                t = bench(lambda: ts.causal_resolvent_scan_triton(*det, config=cfg), rep=100)
+        except Exception as e:  # noqa: BLE001
+            print(f"  {label}: {repr(e)[:300]}", flush=True)
+            return None
+        bf, _ = bk_bytes(B, N, d, K, torch.float32)
+        rows.append({"pass": "fwd", **{k: getattr(cfg, k) for k in ("block_t", "block_sub", "num_warps",
+                     "dot_precision", "chunk_block", "scan_tile", "scan_num_warps", "g_stored", "w3d")}, "ms": t,
+                     "frac_copy": bf / (t * 1e-3) / res["copy_bytes_per_s"]})
+        print(f"  {label}: {t:8.3f}  ({100 * rows[-1]['frac_copy']:.1f}% copy)", flush=True)
+        save()
+        return t
+
+    def cfg_of(**kw):
+        return ts.ScanConfig(**{**vars(base), **kw})
+
+    best, best64 = None, None
+    for kw in SWEEP_V4:
+        cfg = cfg_of(**kw)
+        t = time_fwd(cfg, "fwd v4 " + " ".join(f"{k}={v}" for k, v in kw.items()) + " ieee")
+        if t is not None and (best is None or t < best[0]):
+            best = (t, cfg)
+        if t is not None and cfg.block_t == 64 and (best64 is None or t < best64[0]):
+            best64 = (t, cfg)
+    if best is not None:
+        for prec in ("tf32x3", "tf32"):
+            cfg = cfg_of(**{**vars(best[1]), "dot_precision": prec})
+            time_fwd(cfg, f"fwd v4 best blocks, dot {prec}")
+        for cb, tile, snw in SWEEP_V4_SCAN:
+            cfg = cfg_of(**{**vars(best[1]), "chunk_block": cb, "scan_tile": tile, "scan_num_warps": snw})
+            t = time_fwd(cfg, f"fwd v4 best blocks, chunk scan cb={cb} tile={tile} warps={snw}")
+            if t is not None and t < best[0]:
+                best = (t, cfg)
+    del det
+    do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+    fb_rows = []
+    res["sweep_chunked_fwdbwd"] = fb_rows
+    for name, pick in (("fastest forward", best), ("fastest forward at block_t 64", best64)):
+        if pick is None or time.time() > deadline:
+            continue
+        default_scan = {"chunk_block": base.chunk_block, "scan_tile": base.scan_tile, "scan_num_warps": None}
+        tuned = any(getattr(pick[1], k) != v for k, v in default_scan.items())
+        for scan_kw in ({}, default_scan) if tuned else ({},):   # with the swept chunk scans, then the default
+            cfg = cfg_of(**{**vars(pick[1]), **scan_kw})
+            t = bench(lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do),
+                      rep=100)
+            fb_rows.append({"name": name, "config": vars(cfg), "fwdbwd_ms": t})
+            print(f"  f+b {name}: {t:8.3f} ms  {vars(cfg)}", flush=True)
+            save()
+    res["sweep_chunked_best"] = vars(best[1]) if best else None
+    del xs, do
+    torch.cuda.empty_cache()
+    return best[1] if best else None
+
+
 def best_v3_config(res, K=8):
     """The fastest version-3 backward of the sweep as a ScanConfig (forward: default blocks at that L)."""
     c = res.get("sweep_best", {}).get("sequential")
@@ -607,18 +727,22 @@ def main():
     deadline = float("inf")
     bwd_loops = (ts.ScanConfig().bwd_loop,)   # the library's default backward unless --bwd-loop says otherwise
     grid_ns = None
+    grid_ios = [torch.float32]
     sweep_ls = (16, 32, 64)
     for f in flags:
         if f.startswith("--time-loop="):
-            loops = (f.split("=", 1)[1],)
-            ts.ScanConfig(time_loop=loops[0])   # ValueError naming the allowed values
+            loops = tuple(f.split("=", 1)[1].split(","))
+            for loop in loops:
+                ts.ScanConfig(time_loop=loop)   # ValueError naming the allowed values
         elif f.startswith("--bwd-loop="):
             value = f.split("=", 1)[1]
-            bwd_loops = ts.BWD_LOOPS if value == "both" else (value,)
-            if value != "both":
-                ts.ScanConfig(bwd_loop=value)   # ValueError naming the allowed values
+            bwd_loops = ts.BWD_LOOPS if value in ("both", "all") else tuple(value.split(","))
+            for loop in bwd_loops:
+                ts.ScanConfig(bwd_loop=loop, block_t=32)   # ValueError naming the allowed values
         elif f.startswith("--grid-n="):
             grid_ns = [int(n) for n in f.split("=", 1)[1].split(",")]
+        elif f.startswith("--grid-io="):
+            grid_ios = [getattr(torch, n) for n in f.split("=", 1)[1].split(",")]
         elif f.startswith("--sweep-l="):
             sweep_ls = tuple(int(n) for n in f.split("=", 1)[1].split(","))
         elif f.startswith("--sweep-n="):
@@ -652,9 +776,9 @@ def main():
         dtypes = [torch.float32]
     if grid_ns is not None:
         grid = [(1, n, GRID_N_D_MODEL, 8) for n in grid_ns]
-        dtypes = [torch.float32]
+        dtypes = grid_ios
     rows = []
-    short = {"scan": "scan", "sequential": "seq"}
+    short = {"scan": "scan", "sequential": "seq", "chunked": "chk"}
     print("\nloop: forward scan = v1 (associative scan in a chunk), seq = v2 (sequential t loop in a chunk) / "
           "backward v1 (associative scans) or v3 (sequential walks). seq/scan = forward loops' time ratio "
           "(same backward), v3/v1 = backward loops' f+b time ratio (same forward); < 1: the newer faster")
@@ -663,7 +787,8 @@ def main():
           flush=True)
     for dtype in dtypes:
         for (B, N, d, K) in grid:
-            if dtype == torch.bfloat16 and (B, N, d, K) not in [(1, 65536, 1024, 8), (1, 1048576, 1024, 8)]:
+            if dtype == torch.bfloat16 and grid_ns is None and (B, N, d, K) not in [(1, 65536, 1024, 8),
+                                                                               (1, 1048576, 1024, 8)]:
                 continue
             by_loop = {}
             for time_loop, bwd_loop in [(t, b) for t in loops for b in bwd_loops]:
@@ -690,6 +815,9 @@ def main():
                     r["seq_over_scan_fwdbwd"] = t_fb / by_loop["scan", bwd_loop]["fwdbwd_ms"]
                     ratio = f"{r['seq_over_scan_fwd']:.2f} {r['seq_over_scan_fwdbwd']:.2f}"
                 ratio_bwd = ""
+                if bwd_loop == "chunked" and (time_loop, "sequential") in by_loop:
+                    r["v5_over_v3_fwdbwd"] = t_fb / by_loop[time_loop, "sequential"]["fwdbwd_ms"]
+                    ratio_bwd = f"v5/v3 {r['v5_over_v3_fwdbwd']:.2f}"
                 if bwd_loop == "sequential" and (time_loop, "scan") in by_loop:
                     r["v3_over_v1_fwdbwd"] = t_fb / by_loop[time_loop, "scan"]["fwdbwd_ms"]
                     ratio_bwd = f"{r['v3_over_v1_fwdbwd']:.2f}"
@@ -711,11 +839,12 @@ def main():
             for io in (torch.float32, torch.bfloat16):
                 for time_loop, bwd_loop in [(t, b) for t in loops for b in bwd_loops]:
                     t_f, t_fb, m_f, m_fb, ok = time_bk(1, N, d, K, io, loop_cfg(time_loop, K, bwd_loop))
-                    key = ("bk_triton_" + ("seq_" if time_loop == "sequential" else "")
-                           + ("v3bwd_" if bwd_loop == "sequential" else "") + str(io).split(".")[-1])
+                    key = ("bk_triton_" + {"scan": "", "sequential": "seq_", "chunked": "chk_"}[time_loop]
+                           + {"scan": "", "sequential": "v3bwd_", "chunked": "v5bwd_"}[bwd_loop]
+                           + str(io).split(".")[-1])
                     r[key] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb,
                                   time_loop=time_loop, bwd_loop=bwd_loop)
-            if N <= 4096:
+            if N <= 4096 and "--no-reference" not in flags:
                 try:
                     t_f, t_fb = time_recurrent(N, d, K)
                     r["torch_recurrent_f32"] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, note="one timed call")
@@ -749,6 +878,9 @@ def main():
                   f"bk-seq f32 {fmt('bk_triton_seq_float32')}  bk-seq bf16 {fmt('bk_triton_seq_bfloat16')}  "
                   f"bk-seq-v3bwd f32 {fmt('bk_triton_seq_v3bwd_float32')}  "
                   f"bk-seq-v3bwd bf16 {fmt('bk_triton_seq_v3bwd_bfloat16')}  "
+                  f"bk-chk-v3bwd f32 {fmt('bk_triton_chk_v3bwd_float32')}  "
+                  f"bk-chk-v3bwd bf16 {fmt('bk_triton_chk_v3bwd_bfloat16')}  "
+                  f"bk-chk-v5bwd f32 {fmt('bk_triton_chk_v5bwd_float32')}  "
                   f"recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
                   f"mambapy {fmt('mambapy_pscan_f32')}  sdpa {fmt('sdpa_flash_bf16')}", flush=True)
             for k, v in r.items():
@@ -760,8 +892,13 @@ def main():
         res["host_overhead"] = host_overhead()
         save()
     if "--profile" in flags:      # default blocks first: a run stopped during the sweep keeps them
-        res["profile"] = profile_kernels({f"default, bwd {BWD_SHORT[b]}": loop_cfg("sequential", 8, b)
-                                          for b in bwd_loops})
+        res["profile"] = profile_kernels({f"default, {t} forward, bwd {BWD_SHORT[b]}": loop_cfg(t, 8, b)
+                                          for t in loops for b in bwd_loops})
+        save()
+    if "--sweep-chunked" in flags or "--sweep-chunked=fb" in flags:
+        best = sweep_chunked(save, res, deadline, fb_only="--sweep-chunked=fb" in flags)
+        if "--profile" in flags and best is not None:
+            res.setdefault("profile", {}).update(profile_kernels({"fastest v4 forward of the sweep": best}))
         save()
     if "--sweep" in flags:
         res["sweep"] = sweep_configs(save, res, sweep_ls, loops, bwd_loops, fwd="--sweep-no-fwd" not in flags,

@@ -6,7 +6,8 @@ Every check draws fresh random inputs (the `seed` fixture), poisons every buffer
 kernels write with NaN first, and compares the forward and every input gradient
 (a, hop, u, C, z, initial state) with the float64 reference. The checks run for both in-chunk time loops
 of the forward (`ScanConfig.time_loop`: "scan" = version 1, "sequential" = version 2) and, for the gradients,
-both backward loops (`ScanConfig.bwd_loop`: "scan" = version 1, "sequential" = version 3).
+both backward loops (`ScanConfig.bwd_loop`: "scan" = version 1, "sequential" = version 3); the version-4
+forward ("chunked": sub-chunks as matrices) has its own checks below, with the version-3 backward.
 """
 import importlib
 import os
@@ -121,6 +122,122 @@ TINY_V3 = ts.ScanConfig(block_t=8, block_p=4, chunk_block=2, num_warps=1, time_l
 all_versions = pytest.mark.parametrize("cfg", [TINY, TINY_SEQ, TINY_V3], ids=["scan", "sequential", "v3-bwd"])
 
 
+# Version 4 forward (sub-chunks as matrices): chunks of 32 made of two sub-chunks of 16 (tl.dot needs >= 16),
+# channel blocks of 16 (P = 20 splits them), K = 5 padded to 8 lanes; version-3 backward after it.
+TINY_V4 = ts.ScanConfig(block_t=32, block_sub=16, block_p=16, chunk_block=2, num_warps=1, time_loop="chunked",
+                        bwd_loop="sequential", bwd_programs_per_sm=2)
+# The same with the version-5 backward (sub-chunks as matrices too; the second sub-chunk of a chunk rebuilds
+# its starting y through the first). P = 20 splits the channels (atomic sums), P = 16 does not.
+TINY_V5 = ts.ScanConfig(**{**vars(TINY_V4), "bwd_loop": "chunked"})
+chunked_versions = pytest.mark.parametrize("cfg", [TINY_V4, TINY_V5], ids=["v3-bwd", "v5-bwd"])
+
+
+@chunked_versions
+def test_chunked_forward_matches_float64_ragged_with_state(seed, cfg):
+    """N = 77: two full chunks, then one sub-chunk and a ragged one; forward and every gradient."""
+    check(make_inputs(1, 77, 1, 20, 5), torch.float32, 1e-5, cfg)
+
+
+def test_chunked_backward_unsplit_channels_batch_two(seed):
+    """Version 5 with one channel block (plain stores into poisoned buffers), batch 2, two heads."""
+    check(make_inputs(2, 70, 2, 16, 8), torch.float32, 1e-5, TINY_V5)
+
+
+@chunked_versions
+@pytest.mark.parametrize("case", ["extremes", "above_eta", "zero_hop", "bf16"])
+def test_chunked_forward_hard_inputs(seed, case, cfg):
+    """|a| ~ 1e3 with hop at 0.97..0.999 eta (the chunk decays span hundreds of octaves), hop at 2..4 x eta
+    (|c| > 1: the running log sums grow), hop exactly 0 at some positions (the log2 floor), bf16 IO."""
+    dtype, tol = torch.float32, 1e-5
+    if case == "extremes":
+        xs = make_inputs(1, 40, 2, 16, 8, a_scale=300.0, hop_frac=(0.97, 0.999))
+        xs[0][:, ::5] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::5]))
+    elif case == "above_eta":
+        xs = make_inputs(1, 40, 2, 16, 8, hop_frac=(2.0, 4.0))
+    elif case == "zero_hop":
+        xs = make_inputs(1, 40, 1, 16, 3)
+        xs[1][:, 5] = 0.0
+        xs[1][:, 20:23] = 0.0
+    else:
+        xs, dtype, tol = make_inputs(1, 45, 2, 16, 8), torch.bfloat16, 1e-2
+    check(xs, dtype, tol, cfg)
+
+
+def test_chunked_forward_output_pass_is_what_writes_o():
+    """Skipping version 4's output pass (MODE 1) leaves o all NaN under the poison: its checks can fail."""
+    xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 40, 1, 16, 2, with_state=False)]
+    old_kernel = ts._y_chunk_mm_kernel
+    ts.POISON = True
+    try:
+        class Skip:
+            def __getitem__(self, grid):
+                return lambda *args, **kw: None if kw.get("MODE") == 1 else old_kernel[grid](*args, **kw)
+        ts._y_chunk_mm_kernel = Skip()
+        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY_V4)
+        assert torch.isnan(o).all()
+    finally:
+        ts._y_chunk_mm_kernel = old_kernel
+        ts.POISON = False
+
+
+def test_poison_is_detected_by_the_v5_backward_checks():
+    """Skipping version 5's main pass leaves u_bar, c_bar, Dg and hop1 unwritten (plain stores: one channel
+    block): every input gradient that reads them is NaN under the poison."""
+    xs = [x.to(DEVICE, torch.float32).requires_grad_() for x in make_inputs(1, 40, 1, 16, 2, with_state=False)]
+    old_kernel = ts._bwd_chunk_mm_kernel
+    ts.POISON = True
+    try:
+        class Skip:
+            def __getitem__(self, grid):
+                return lambda *args, **kw: None
+        ts._bwd_chunk_mm_kernel = Skip()
+        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY_V5)
+        grads = torch.autograd.grad(o.sum(), xs)
+        for name, g in zip(NAMES, grads):
+            if name in ("a", "hop", "u", "c_re", "c_im"):
+                assert torch.isnan(g).all(), name
+    finally:
+        ts._bwd_chunk_mm_kernel = old_kernel
+        ts.POISON = False
+
+
+def test_chunked_dot_precision_auto_follows_the_io_dtype():
+    """"auto" (the default) runs the dots in float32 FMA for float32 IO and in TF32 for bf16 IO (the
+    interpreter computes both exactly, so this checks the choice; the GPU bf16 checks bound its error)."""
+    seen = []
+    old_kernel = ts._y_chunk_mm_kernel
+
+    class Record:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                seen.append((args[2].dtype, kw["PREC"]))
+                return old_kernel[grid](*args, **kw)
+            return launch
+    ts._y_chunk_mm_kernel = Record()
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            xs = [x.to(DEVICE, dtype) for x in make_inputs(1, 20, 1, 16, 2, with_state=False)]
+            ts.causal_resolvent_scan_triton(*xs, config=TINY_V4)
+    finally:
+        ts._y_chunk_mm_kernel = old_kernel
+    assert TINY_V4.dot_precision == "auto"
+    assert set(seen) == {(torch.float32, "ieee"), (torch.bfloat16, "tf32")}
+
+
+def test_chunked_config_is_validated():
+    for kw in ({"block_sub": 8}, {"block_t": 32, "block_sub": 64}):
+        with pytest.raises(ValueError, match="block_sub"):
+            ts.ScanConfig(time_loop="chunked", **kw)
+    with pytest.raises(ValueError, match="dot_precision"):
+        ts.ScanConfig(dot_precision="fp16")
+    with pytest.raises(ValueError, match="block_sub"):
+        ts.ScanConfig(time_loop="sequential", bwd_loop="chunked", block_sub=8)
+    cfg = ts.default_config(64, 8, "chunked", "sequential")
+    assert cfg.time_loop == "chunked" and cfg.block_sub <= cfg.block_t and cfg.block_p == 64
+    cfg = ts.default_config(64, 8, "chunked", "chunked")
+    assert cfg.bwd_loop == "chunked" and cfg.block_sub <= cfg.block_t and cfg.bwd_block_p == 64
+
+
 @all_versions
 def test_matches_float64_with_state_and_ragged_length(seed, cfg):
     # N = 19: not a multiple of the chunk (8) or the chunk-scan block (2 chunks); P = 6 over two blocks of 4;
@@ -182,7 +299,7 @@ def test_time_loop_is_validated():
     xs = [x.to(DEVICE, torch.float32) for x in make_inputs(1, 3, 1, 2, 2, with_state=False)]
     with pytest.raises(ValueError, match="time_loop"):
         ts.causal_resolvent_scan_triton(*xs, config=cfg)
-    assert ts.ScanConfig().time_loop == "sequential" and ts.default_config(64, 8).time_loop == "sequential"
+    assert ts.ScanConfig().time_loop == "chunked" and ts.default_config(64, 8).time_loop == "chunked"
 
 
 @pytest.mark.parametrize("cfg,kernel", [(TINY, "_y_chunk_kernel"), (TINY_SEQ, "_y_chunk_seq_kernel")],
@@ -270,8 +387,10 @@ def test_matches_naive_definition_length_one(seed, cfg):
 gpu = pytest.mark.skipif(not CUDA, reason="needs CUDA")
 # (forward time loop, backward loop): v1 / v1, v2 / v1, v2 / v3
 gpu_loops = pytest.mark.parametrize("time_loop,bwd_loop", [("scan", "scan"), ("sequential", "scan"),
-                                                           ("sequential", "sequential")],
-                                    ids=["scan-scan", "sequential-scan", "sequential-sequential"])
+                                                           ("sequential", "sequential"), ("chunked", "sequential"),
+                                                           ("chunked", "chunked")],
+                                    ids=["scan-scan", "sequential-scan", "sequential-sequential",
+                                         "chunked-sequential", "chunked-chunked"])
 
 
 @gpu
