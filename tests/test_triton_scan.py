@@ -181,24 +181,8 @@ def test_chunked_forward_output_pass_is_what_writes_o():
 
 
 def test_poison_is_detected_by_the_v5_backward_checks():
-    """Skipping version 5's main pass leaves u_bar, c_bar, Dg and hop1 unwritten (plain stores: one channel
-    block): every input gradient that reads them is NaN under the poison."""
-    xs = [x.to(DEVICE, torch.float32).requires_grad_() for x in make_inputs(1, 40, 1, 16, 2, with_state=False)]
-    old_kernel = ts._bwd_chunk_mm_kernel
-    ts.POISON = True
-    try:
-        class Skip:
-            def __getitem__(self, grid):
-                return lambda *args, **kw: None
-        ts._bwd_chunk_mm_kernel = Skip()
-        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY_V5)
-        grads = torch.autograd.grad(o.sum(), xs)
-        for name, g in zip(NAMES, grads):
-            if name in ("a", "hop", "u", "c_re", "c_im"):
-                assert torch.isnan(g).all(), name
-    finally:
-        ts._bwd_chunk_mm_kernel = old_kernel
-        ts.POISON = False
+    """The same for version 5's main pass (one channel block: plain stores)."""
+    _skipped_main_pass_poisons_the_gradients("_bwd_chunk_mm_kernel", TINY_V5, 40, 16)
 
 
 def test_chunked_dot_precision_auto_follows_the_io_dtype():
@@ -325,26 +309,32 @@ def test_poison_is_detected(cfg, kernel):
         ts.POISON = False
 
 
-def test_poison_is_detected_by_the_v3_backward_checks():
-    """Skipping version 3's main pass leaves u_bar, c_bar, Dg and hop1 unwritten: with poison every input
-    gradient that reads them is NaN (the v3 sums are plain stores into uninitialised buffers when the
-    channels are not split, so only the poison can show a missed position)."""
-    xs = [x.to(DEVICE, torch.float32).requires_grad_() for x in make_inputs(1, 9, 1, 4, 2, with_state=False)]
-    old_kernel = ts._bwd_main_seq_kernel
+def _skipped_main_pass_poisons_the_gradients(kernel, cfg, N, P):
+    """With `kernel` (a backward main pass) launching nothing and the poison on, every input gradient that reads
+    its outputs (u_bar, c_bar, Dg, hop1) is NaN: its plain stores into uninitialised buffers are checked."""
+    xs = [x.to(DEVICE, torch.float32).requires_grad_() for x in make_inputs(1, N, 1, P, 2, with_state=False)]
+    old_kernel = getattr(ts, kernel)
     ts.POISON = True
     try:
         class Skip:
             def __getitem__(self, grid):
                 return lambda *args, **kw: None
-        ts._bwd_main_seq_kernel = Skip()
-        o, _ = ts.causal_resolvent_scan_triton(*xs, config=TINY_V3)
+        setattr(ts, kernel, Skip())
+        o, _ = ts.causal_resolvent_scan_triton(*xs, config=cfg)
         grads = torch.autograd.grad(o.sum(), xs)
         for name, g in zip(NAMES, grads):
             if name in ("a", "hop", "u", "c_re", "c_im"):
                 assert torch.isnan(g).all(), name
     finally:
-        ts._bwd_main_seq_kernel = old_kernel
+        setattr(ts, kernel, old_kernel)
         ts.POISON = False
+
+
+def test_poison_is_detected_by_the_v3_backward_checks():
+    """Skipping version 3's main pass leaves u_bar, c_bar, Dg and hop1 unwritten: with poison every input
+    gradient that reads them is NaN (the v3 sums are plain stores into uninitialised buffers when the
+    channels are not split, so only the poison can show a missed position)."""
+    _skipped_main_pass_poisons_the_gradients("_bwd_main_seq_kernel", TINY_V3, 9, 4)
 
 
 def test_bwd_loop_and_its_knobs_are_validated():

@@ -44,7 +44,7 @@ log2(L) factor, and no Moebius scan for g_{t-1}. Passes 2 and 4 (chunk-level sca
 saved boundary states (Gs, Ys) are the same, so the backward below is shared: it is version 1
 (associative scans inside a chunk) for both settings.
 
-Forward version 4 (`ScanConfig(time_loop="chunked")`, the default since an H200 timed it: forward 11%
+Forward version 4 (`ScanConfig(time_loop="chunked")`, the default since an H200 timed it: forward 9-11%
 faster than version 2 from N = 16k up, docs/benchmarks.md): passes 1, 3 and 5 become `_g_maps_chunked`
 and `_y_chunk_mm` (MODE 0/1). A chunk is walked as sub-chunks of `block_sub` positions; each sub-chunk's
 output is a matrix product o = W u + Re(Q y_in) and its state update y <- Tinc y + R^T u (tl.dot), with
@@ -1390,7 +1390,7 @@ class ScanConfig:
     # How the forward walks time inside a chunk: "scan" (version 1, tl.associative_scan),
     # "sequential" (version 2, one step per position, state in registers) or "chunked" (version 4,
     # sub-chunks of block_sub positions as matrices, tl.dot). The backward is chosen by bwd_loop below,
-    # independently. Default "chunked": 10-12% faster forward than "sequential" from N = 16k up on an H200
+    # independently. Default "chunked": 9-11% faster forward than "sequential" from N = 16k up on an H200
     # (docs/benchmarks.md, Version 4).
     time_loop: str = "chunked"
     # Version 4: positions per sub-chunk (a power of two >= 16, at most block_t; block_t // block_sub
