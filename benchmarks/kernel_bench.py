@@ -683,7 +683,8 @@ def ptxas_usage(fn, constexprs, num_warps, arch=90):
 
 
 def ptxas_table(arch=90, K=8):
-    """Registers / spilled bytes of the backward main passes for the sweep's block shapes (static, no GPU)."""
+    """Registers / spilled bytes of the backward main passes for the sweep's block shapes, and of the version-4
+    output pass and the version-5 main pass (static, no GPU)."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("--ptxas compiles real kernels: unset TRITON_INTERPRET")
     BK = ts._next_pow2(K)
@@ -706,6 +707,17 @@ def ptxas_table(arch=90, K=8):
                              "split_p": split, "regs": r, "spill_bytes": sp})
                 print(f"  v3 _bwd_main_seq_kernel L={L:>3} bp={bp:>3} nw={nw} stages={st}"
                       f"{' split' if split else '      '}: {r:>4} regs {sp:>5} B spilled", flush=True)
+    # version 4's output pass and version 5's main pass (chunks of 64, a whole head of 64 channels per program)
+    BK8 = max(8, BK)
+    for name, fn, extra in (("v4 _y_chunk_mm (MODE 1)", ts._y_chunk_mm_kernel,
+                             dict(MODE=1, G_IN=False, W3D=False)),
+                            ("v5 _bwd_chunk_mm", ts._bwd_chunk_mm_kernel, dict(SPLIT_P=False))):
+        for LS in (16, 32):
+            for nw in (4, 8):
+                consts = {"LS": LS, "NS": 64 // LS, "BK": BK8, "BP": 64, "PREC": "ieee", **extra}
+                r, sp = ptxas_usage(fn, consts, nw, arch)
+                rows.append({"kernel": fn.__name__, "block_sub": LS, "num_warps": nw, "regs": r, "spill_bytes": sp})
+                print(f"  {name:<23} sub={LS:>3} bp= 64 nw={nw}         : {r:>4} regs {sp:>5} B spilled", flush=True)
     return rows
 
 

@@ -78,8 +78,9 @@ backward 22 ms vs 75 ms for v1's best blocks at N = 262144, docs/benchmarks.md):
      stores unless the channels are split over programs (then atomics, as version 1 always does).
 Passes 2, 4, 5 and the saved states are shared with version 1; the forward is independent of it.
 
-Backward version 5 (`ScanConfig(bwd_loop="chunked")`; checked against float64 on the CPU interpreter, not yet
-compiled or timed on a GPU, so not the default): passes 1-3 on sub-chunks as matrices, like version 4.
+Backward version 5 (`ScanConfig(bwd_loop="chunked")`; checked against float64 on the CPU interpreter and
+compiled for sm_90 without a GPU (`kernel_bench.py --ptxas`: it spills), not yet run or timed on a GPU, so not
+the default): passes 1-3 on sub-chunks as matrices, like version 4.
   1. `_y_chunk_mm` MODE 2: per chunk, the reverse map of the cotangent of the y before it (E_in =
      conj(Tinc) E_out + sum_t conj(Tinc(t)) C_t do_t, one tl.dot per sub-chunk).
   2. `_affine_scan` (reverse): Eb[c] = that cotangent at every chunk; Eb[nC] = dL/dy_N, Eb[0] = dL/dy0.
@@ -1411,7 +1412,7 @@ class ScanConfig:
     # How the backward's (L, K, channel) passes walk time: "scan" (version 1, tl.associative_scan),
     # "sequential" (version 3: t loops with the state in registers and a per-program scratch slot) or
     # "chunked" (version 5: sub-chunks of block_sub as matrices, like the version-4 forward; checked on the
-    # CPU interpreter only so far, not yet compiled or timed on a GPU).
+    # CPU interpreter only so far, not yet run on a GPU).
     bwd_loop: str = "sequential"
     # Version 3's main pass is persistent: this many programs per SM (None = as many as its warps allow,
     # min(32, 64 // warps)) take work items from a counter; each owns a scratch slot of L x K x channel-block
@@ -1484,9 +1485,9 @@ def default_config(P: int, K: int, time_loop: str = "chunked", bwd_loop: str = "
     if bwd_loop == "sequential":
         return ScanConfig(block_t=64, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
                           bwd_block_p=bwd_bp, bwd_num_warps=1, bwd_loop=bwd_loop, bwd_programs_per_sm=8)
-    if bwd_loop == "chunked":       # not swept on a GPU yet: the forward's blocks, a whole head per program
+    if bwd_loop == "chunked":       # not timed on a GPU yet: 8 warps spill least at sub-chunks of 32 (--ptxas)
         return ScanConfig(block_t=64, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
-                          bwd_block_p=min(_next_pow2(P), 64), bwd_num_warps=4, bwd_loop=bwd_loop)
+                          bwd_block_p=min(_next_pow2(P), 64), bwd_num_warps=8, bwd_loop=bwd_loop)
     return ScanConfig(block_t=16, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
                       bwd_block_p=bwd_bp, bwd_num_warps=8, bwd_loop=bwd_loop, block_sub=16)
 
