@@ -138,6 +138,18 @@ def test_chunked_forward_matches_float64_ragged_with_state(seed, cfg):
     check(make_inputs(1, 77, 1, 20, 5), torch.float32, 1e-5, cfg)
 
 
+@pytest.mark.parametrize("g_stored,w3d", [(True, False), (False, True), (True, True)],
+                         ids=["g_stored", "w3d", "g_stored-w3d"])
+def test_chunked_forward_stored_g_and_3d_w(seed, g_stored, w3d):
+    """The version-4 knobs that change the kernel's path: g_t written once and read back (`_g_write_kernel`),
+    and W formed in one (L, L, K) tile; ragged N with state, split channels, then |a| ~ 1e3."""
+    cfg = ts.ScanConfig(**{**vars(TINY_V4), "g_stored": g_stored, "w3d": w3d})
+    check(make_inputs(1, 77, 1, 20, 5), torch.float32, 1e-5, cfg)
+    xs = make_inputs(1, 40, 2, 16, 8, a_scale=300.0, hop_frac=(0.97, 0.999))
+    xs[0][:, ::5] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::5]))
+    check(xs, torch.float32, 1e-5, cfg)
+
+
 def test_chunked_backward_unsplit_channels_batch_two(seed):
     """Version 5 with one channel block (plain stores into poisoned buffers), batch 2, two heads."""
     check(make_inputs(2, 70, 2, 16, 8), torch.float32, 1e-5, TINY_V5)
