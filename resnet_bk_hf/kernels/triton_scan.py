@@ -562,6 +562,16 @@ def _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK: tl.constexpr):
 
 
 @triton.jit
+def _sub_chunk_program(z_re_ptr, z_im_ptr, N, H, K, P, BK: tl.constexpr, BP: tl.constexpr, LS: tl.constexpr):
+    """`_chunk_program` for the sub-chunk kernels on grid (chunk, b * H + h, channel block): also the chunk and
+    channel-block indices, this block's channels and their mask, and the row indices of a sub-chunk."""
+    bh, h, ab_base, kk, km, zr, zi = _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK)
+    pb = tl.program_id(2)
+    pp = pb * BP + tl.arange(0, BP)
+    return tl.program_id(0), pb, bh, ab_base, kk, km, zr, zi, pp, pp < P, tl.arange(0, LS)
+
+
+@triton.jit
 def _chunk_start_g(gs_ptr, bh, nC, pid_c, K, kk, km):
     """g just before the chunk pid_c (Gs: (BH, nC + 1, K, 2)) as (1, BK) rows."""
     gbase = (bh * (nC + 1) + pid_c).to(tl.int64) * K * 2
@@ -720,13 +730,9 @@ def _y_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im
     sub-chunk to the next in registers: g (K) and y (K x BP complex). G_IN: read g_t from g_ptr (written by
     `_g_write_kernel`) instead of recomputing it; W3D: form W in one (LS, LS, BK) tile instead of a loop
     over shifts."""
-    pid_c = tl.program_id(0)
-    pb = tl.program_id(2)
-    bh, h, ab_base, kk, km, zr, zi = _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK)
+    pid_c, pb, bh, ab_base, kk, km, zr, zi, pp, pm, rows = _sub_chunk_program(z_re_ptr, z_im_ptr, N, H, K, P,
+                                                                              BK, BP, LS)
     kk2 = kk[None, :]
-    pp = pb * BP + tl.arange(0, BP)
-    pm = pp < P
-    rows = tl.arange(0, LS)
     rows2 = rows[:, None]
     lower = rows2 >= rows[None, :]                   # (t, s) with s <= t
     g0r, g0i = _chunk_start_g(gs_ptr, bh, nC, pid_c, K, kk, km)
@@ -835,13 +841,9 @@ def _bwd_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_
     phase(c_r) 2^-log2|c_r| with |c_r| floored at 2^-100 (`_decay_cum`), so nothing divides by hop or g.
     The y before sub-chunk j is rebuilt from the chunk start (Ys) through sub-chunks 0 .. j - 1 (NS^2 / 2
     state steps per chunk). SPLIT_P: channel sums are atomic adds into zeroed buffers, else plain stores."""
-    pid_c = tl.program_id(0)
-    pb = tl.program_id(2)
-    bh, h, ab_base, kk, km, zr, zi = _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK)
+    pid_c, pb, bh, ab_base, kk, km, zr, zi, pp, pm, rows = _sub_chunk_program(z_re_ptr, z_im_ptr, N, H, K, P,
+                                                                              BK, BP, LS)
     kk2 = kk[None, :]
-    pp = pb * BP + tl.arange(0, BP)
-    pm = pp < P
-    rows = tl.arange(0, LS)
     rows2 = rows[:, None]
     lower3 = (rows2 >= rows[None, :])[:, :, None] & (kk < K)[None, None, :]     # (t, s, k): s <= t
     strict3 = (rows2 > rows[None, :])[:, :, None] & (kk < K)[None, None, :]     # s < t
@@ -1567,6 +1569,13 @@ def _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
     return o, Gs, Ys
 
 
+def _dot_precision(cfg: ScanConfig, io_dtype: torch.dtype) -> str:
+    """tl.dot's input_precision for versions 4 and 5: "auto" = float32 FMA for float32 IO, TF32 for 16-bit IO."""
+    if cfg.dot_precision != "auto":
+        return cfg.dot_precision
+    return "ieee" if io_dtype == torch.float32 else "tf32"
+
+
 def _forward_chunked(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
     """Version 4 forward: same outputs as `_forward` (o, and the boundary states Gs, Ys of chunks of block_t
     that the backward restarts from); the in-chunk passes work on sub-chunks of block_sub positions."""
@@ -1594,9 +1603,7 @@ def _forward_chunked(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig)
     Ay = _empty(BH, nC, K, 2, dtype=torch.float32, device=dev)
     By = _empty(BH, nC, K, P, 2, dtype=torch.float32, device=dev)
     grid = (nC, BH, nPB)
-    prec = cfg.dot_precision
-    if prec == "auto":
-        prec = "ieee" if u.dtype == torch.float32 else "tf32"
+    prec = _dot_precision(cfg, u.dtype)
     meta = dict(LS=LS, NS=L // LS, BK=BK, BP=BP, PREC=prec, G_IN=cfg.g_stored, W3D=cfg.w3d,
                 num_warps=cfg.num_warps)
     _y_chunk_mm_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, g_all, N, H, K, P, nC,
@@ -1674,9 +1681,7 @@ def _backward_chunked_passes(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_y
     dev = u.device
     f32 = torch.float32
     nw = cfg.bwd_num_warps or cfg.num_warps
-    prec = cfg.dot_precision
-    if prec == "auto":
-        prec = "ieee" if u.dtype == torch.float32 else "tf32"
+    prec = _dot_precision(cfg, u.dtype)
     grid = (nC, BH, nPB)
     Ab = _empty(BH, nC, K, 2, dtype=f32, device=dev)
     Bb = _empty(BH, nC, K, P, 2, dtype=f32, device=dev)
