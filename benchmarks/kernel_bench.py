@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
         [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--grid-io=float32,bfloat16] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
         [--profile] [--host] [--time-loop=scan|sequential|chunked] [--bwd-loop=scan|sequential|chunked|all]
-        [--sweep-chunked[=fb]] [--no-reference] [--deadline-s=S]
+        [--sweep-chunked[=fb]] [--sweep-v5] [--no-reference] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -28,6 +28,8 @@ Prints tables and writes JSON:
     sub-chunks as matrices) over chunk length, sub-chunk length and warps, then dot precisions and
     chunk-scan tiles on the fastest, then forward + backward of the fastest; =fb: only forward + backward
     of the default version-4 config with other chunk-level scans and version-3 stages;
+  * sweep-v5 (--sweep-v5; same shape): forward + backward with the version-5 backward over chunk length,
+    sub-chunk length, backward warps and channels per program, the version-3 default alongside;
   * host (--host): GPU kernel time vs the host's time to issue one call (Python + launches) at small N and
     at one layer of the 10M comparison model, and cProfile's costliest host functions.
 --no-reference leaves the PyTorch references (recurrent, compiled step) out of the compare section.
@@ -555,6 +557,51 @@ def sweep_chunked(save, res, deadline=float("inf"), K=8, fb_only=False):
     return best[1] if best else None
 
 
+# Version 5 backward ("chunked"): forward + backward (version-4 forward) over chunk length, sub-chunk length (shared
+# by both), the backward's warps and channels per program. Its L x L x K tiles spill at every shape when compiled
+# for sm_90 (--ptxas), so which one is fastest has to be measured.
+SWEEP_V5 = [dict(block_t=L, block_sub=LS, bwd_num_warps=nw, bwd_block_p=bp)
+            for L in (64, 128) for LS in (16, 32) for nw in (4, 8) for bp in (32, 64)]
+
+
+def sweep_v5(save, res, deadline=float("inf"), K=8):
+    """Forward + backward with bwd_loop="chunked" at SWEEP_SHAPE over SWEEP_V5; the version-3 default alongside.
+    Returns the fastest config (or None)."""
+    B, N, d, _ = SWEEP_SHAPE
+    xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+    do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+    rows = []
+    res["sweep_v5"] = rows
+    print(f"\nsweep chunked backward (v5) B={B} N={N} d={d} K={K} f32: forward + backward ms (median); "
+          f"main-pass registers / spilled bytes", flush=True)
+    base = ts.default_config(P_HEAD, K, "chunked", "chunked")
+    best = None
+    for kw in [None] + SWEEP_V5:
+        cfg = ts.default_config(P_HEAD, K, "chunked", "sequential") if kw is None else ts.ScanConfig(
+            **{**vars(base), **kw})
+        label = "v3 default" if kw is None else "v5 " + " ".join(f"{k}={v}" for k, v in kw.items())
+        if time.time() > deadline:
+            print(f"  {label}: skipped (deadline)", flush=True)
+            continue
+        try:
+            t = bench(lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do),
+                      rep=50)
+        except Exception as e:  # noqa: BLE001
+            print(f"  {label}: {repr(e)[:300]}", flush=True)
+            continue
+        use = main_pass_usage(cfg, K) or {}
+        rows.append({"config": vars(cfg), "fwdbwd_ms": t, "main_regs": use.get("regs"),
+                     "main_spill_bytes": use.get("spill_bytes")})
+        print(f"  {label}: {t:8.3f}   regs {use.get('regs', '?')} spill {use.get('spill_bytes', '?')}", flush=True)
+        save()
+        if kw is not None and (best is None or t < best[0]):
+            best = (t, cfg)
+    del xs, do
+    torch.cuda.empty_cache()
+    res["sweep_v5_best"] = vars(best[1]) if best else None
+    return best[1] if best else None
+
+
 def best_v3_config(res, K=8):
     """The fastest version-3 backward of the sweep as a ScanConfig (forward: default blocks at that L)."""
     c = res.get("sweep_best", {}).get("sequential")
@@ -911,6 +958,11 @@ def main():
         best = sweep_chunked(save, res, deadline, fb_only="--sweep-chunked=fb" in flags)
         if "--profile" in flags and best is not None:
             res.setdefault("profile", {}).update(profile_kernels({"fastest v4 forward of the sweep": best}))
+        save()
+    if "--sweep-v5" in flags:
+        best = sweep_v5(save, res, deadline)
+        if "--profile" in flags and best is not None:
+            res.setdefault("profile", {}).update(profile_kernels({"fastest v5 backward of the sweep": best}))
         save()
     if "--sweep" in flags:
         res["sweep"] = sweep_configs(save, res, sweep_ls, loops, bwd_loops, fwd="--sweep-no-fwd" not in flags,

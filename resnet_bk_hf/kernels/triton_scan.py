@@ -1413,8 +1413,8 @@ class ScanConfig:
     bwd_num_warps: Optional[int] = None
     # How the backward's (L, K, channel) passes walk time: "scan" (version 1, tl.associative_scan),
     # "sequential" (version 3: t loops with the state in registers and a per-program scratch slot) or
-    # "chunked" (version 5: sub-chunks of block_sub as matrices, like the version-4 forward; checked on the
-    # CPU interpreter only so far, not yet run on a GPU).
+    # "chunked" (version 5: sub-chunks of block_sub as matrices, like the version-4 forward; correct on the
+    # GPU, but 1.3x version 3's forward + backward time at its fastest blocks on an H200: docs/benchmarks.md).
     bwd_loop: str = "sequential"
     # Version 3's main pass is persistent: this many programs per SM (None = as many as its warps allow,
     # min(32, 64 // warps)) take work items from a counter; each owns a scratch slot of L x K x channel-block
@@ -1487,9 +1487,9 @@ def default_config(P: int, K: int, time_loop: str = "chunked", bwd_loop: str = "
     if bwd_loop == "sequential":
         return ScanConfig(block_t=64, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
                           bwd_block_p=bwd_bp, bwd_num_warps=1, bwd_loop=bwd_loop, bwd_programs_per_sm=8)
-    if bwd_loop == "chunked":       # not timed on a GPU yet: 8 warps spill least at sub-chunks of 32 (--ptxas)
+    if bwd_loop == "chunked":       # fastest of kernel_bench.py --sweep-v5 on an H200 (still 1.3x version 3's time)
         return ScanConfig(block_t=64, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
-                          bwd_block_p=min(_next_pow2(P), 64), bwd_num_warps=8, bwd_loop=bwd_loop)
+                          bwd_block_p=min(_next_pow2(P), 64), bwd_num_warps=4, bwd_loop=bwd_loop, block_sub=16)
     return ScanConfig(block_t=16, block_p=bp, chunk_block=16, num_warps=4, time_loop=time_loop,
                       bwd_block_p=bwd_bp, bwd_num_warps=8, bwd_loop=bwd_loop, block_sub=16)
 
