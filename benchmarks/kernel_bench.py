@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
         [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--grid-io=float32,bfloat16] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
         [--profile] [--host] [--time-loop=scan|sequential|chunked] [--bwd-loop=scan|sequential|chunked|all]
-        [--sweep-chunked[=fb]] [--sweep-v5] [--no-reference] [--deadline-s=S]
+        [--sweep-chunked[=fb]] [--sweep-v5] [--small-n] [--compile-check] [--no-reference] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -30,6 +30,10 @@ Prints tables and writes JSON:
     of the default version-4 config with other chunk-level scans and version-3 stages;
   * sweep-v5 (--sweep-v5; same shape): forward + backward with the version-5 backward over chunk length,
     sub-chunk length, backward warps and channels per program, the version-3 default alongside;
+  * small-n (--small-n): BK forward + backward against causal flash at N = 2k..16k, eager and replayed from a
+    CUDA graph (the GPU's time without the launch cost), over a few chunk lengths;
+  * compile-check (--compile-check): whether torch.compile(fullgraph=True) traces the scan forward + backward,
+    its difference from eager and its time (default and reduce-overhead modes), N = 4096;
   * host (--host): GPU kernel time vs the host's time to issue one call (Python + launches) at small N and
     at one layer of the 10M comparison model, and cProfile's costliest host functions.
 --no-reference leaves the PyTorch references (recurrent, compiled step) out of the compare section.
@@ -329,6 +333,107 @@ def time_sdpa(N, d, dtype=torch.bfloat16):
         t_fb = bench(fb, rep=100)
         m_fb = peak_mem(fb)
     return t_f, t_fb, m_f, m_fb
+
+
+def bench_graphed(fn, rep=200):
+    """do_bench median of fn replayed from a CUDA graph: the GPU's time without the host's launch cost (what
+    torch.cuda.make_graphed_callables or torch.compile(mode="reduce-overhead") give a training step)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):      # compile and warm up outside the capture, on a side stream
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    t = bench(graph.replay, rep=rep)
+    del graph
+    return t
+
+
+# Small N (--small-n): blocks tried for BK against flash, forward + backward replayed from CUDA graphs. Shorter
+# chunks give more programs and shorter sequential walks inside a chunk, longer chunk-level scans.
+SMALL_N = [2048, 4096, 8192, 16384]
+SMALL_N_CFGS = [{}, dict(block_t=32, block_sub=16), dict(block_t=32, block_sub=32), dict(block_t=16, block_sub=16),
+                dict(block_t=32, block_sub=16, bwd_programs_per_sm=32),
+                dict(block_t=16, block_sub=16, bwd_programs_per_sm=32),
+                dict(block_t=16, block_sub=16, chunk_block=64, scan_tile=4096),
+                dict(block_t=32, block_sub=16, time_loop="sequential", block_p=32)]
+
+
+def small_n(save, res, deadline=float("inf"), d=1024, K=8):
+    """BK forward + backward against causal flash at N = 2k..16k, eager (host-bound there) and replayed from
+    CUDA graphs (GPU time), over SMALL_N_CFGS; float32 and bf16 BK IO. Returns the rows."""
+    rows = []
+    res["small_n"] = rows
+    print(f"\nsmall N, batch 1, d_model {d}, K {K}: forward + backward ms (median); graph = replayed from a CUDA "
+          f"graph; flash bf16 head 64", flush=True)
+    base = vars(ts.default_config(P_HEAD, K))
+    for N in SMALL_N:
+        q, k, v = (torch.randn(1, d // 64, N, 64, device=DEV, dtype=torch.bfloat16, requires_grad=True)
+                   for _ in range(3))
+        go = torch.randn_like(q)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def flash_fb():
+            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+                return torch.autograd.grad(o, [q, k, v], go)
+        flash = {"eager": bench(flash_fb), "graph": bench_graphed(flash_fb)}
+        row = {"N": N, "flash_bf16_fwdbwd_ms": flash, "bk": []}
+        print(f"N={N:>6} flash bf16: eager {flash['eager']:.3f}  graph {flash['graph']:.3f}", flush=True)
+        for io in (torch.float32, torch.bfloat16):
+            xs = bk_inputs(1, N, d, K, io, grad=True)
+            do = torch.randn(1, N, d // P_HEAD, P_HEAD, device=DEV, dtype=io)
+            for kw in SMALL_N_CFGS:
+                label = " ".join(f"{a}={b}" for a, b in kw.items()) or "default"
+                if time.time() > deadline:
+                    print(f"  {label}: skipped (deadline)", flush=True)
+                    continue
+                cfg = ts.ScanConfig(**{**base, **kw})
+                fb = lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do)
+                try:
+                    t = {"graph": bench_graphed(fb)}
+                    if not kw:
+                        t["eager"] = bench(fb)
+                except Exception as e:  # noqa: BLE001
+                    print(f"  {label}: {repr(e)[:300]}", flush=True)
+                    continue
+                r = {"io": str(io).split(".")[-1], "changes": kw, "config": vars(cfg), **{f"{m}_ms": x for m, x in
+                     t.items()}, "flash_over_bk_graph": flash["graph"] / t["graph"]}
+                row["bk"].append(r)
+                print(f"  BK {r['io']:>8} {label:<60} graph {t['graph']:7.3f}" +
+                      (f"  eager {t['eager']:7.3f}" if "eager" in t else "") +
+                      f"   flash/BK (graphs) {r['flash_over_bk_graph']:.2f}", flush=True)
+            del xs, do
+        rows.append(row)
+        save()
+        del q, k, v, go
+        torch.cuda.empty_cache()
+    return rows
+
+
+def compile_check(N=4096, d=1024, K=8):
+    """Does torch.compile trace the Triton scan (forward + backward) without a graph break, and at what time
+    with mode="reduce-overhead" (CUDA graphs)? Returns a dict (error text when it fails)."""
+    xs = bk_inputs(1, N, d, K, torch.float32, grad=True)
+    do = torch.randn(1, N, d // P_HEAD, P_HEAD, device=DEV)
+    out = {}
+    for mode in ("default", "reduce-overhead"):
+        try:
+            torch._dynamo.reset()
+            f = torch.compile(lambda *x: ts.causal_resolvent_scan_triton(*x)[0], fullgraph=True, mode=mode)
+            fb = lambda: torch.autograd.grad(f(*xs), xs, do)
+            t0 = time.time()
+            ref = torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs)[0], xs, do)
+            got = fb()
+            err = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(got, ref))
+            out[mode] = {"first_call_s": time.time() - t0, "fwdbwd_ms": bench(fb), "max_rel_diff_vs_eager": err}
+        except Exception as e:  # noqa: BLE001
+            out[mode] = {"error": repr(e)[:500]}
+        print(f"torch.compile(fullgraph=True, mode={mode!r}) N={N}: {out[mode]}", flush=True)
+    return out
 
 
 # ----------------------------------------------------------------------------- tuning
@@ -947,6 +1052,12 @@ def main():
                     print(f"   {k}: {v['error']}")
         res["compare"] = cmp_rows
 
+    if "--small-n" in flags:
+        small_n(save, res, deadline)
+        save()
+    if "--compile-check" in flags:
+        res["compile_check"] = compile_check()
+        save()
     if "--host" in flags:
         res["host_overhead"] = host_overhead()
         save()

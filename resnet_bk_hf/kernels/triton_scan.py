@@ -548,27 +548,35 @@ def _affine_scan_kernel(a_ptr, b_ptr, init_ptr, x_ptr, nC, K, Q,
 
 
 @triton.jit
-def _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK: tl.constexpr):
+def _chunk_program(N, H, K, BK: tl.constexpr):
     """For a program on grid axis 1 = b * H + h: that index, h, the offset of (b, 0, h) in (B, N, H) arrays,
-    the shift lanes and their mask, and the shifts z as (1, BK) rows (padding lanes: z = i, harmless)."""
+    the shift lanes and their mask."""
     bh = tl.program_id(1)
     h = bh % H
     ab_base = (bh // H).to(tl.int64) * N * H + h
     kk = tl.arange(0, BK)
-    km = kk < K
-    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[None, :]
-    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[None, :]
-    return bh, h, ab_base, kk, km, zr, zi
+    return bh, h, ab_base, kk, kk < K
 
 
 @triton.jit
-def _sub_chunk_program(z_re_ptr, z_im_ptr, N, H, K, P, BK: tl.constexpr, BP: tl.constexpr, LS: tl.constexpr):
+def _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km):
+    """The shifts z of head h as (1, BK) rows (padding lanes: z = i, harmless). Not folded into the index helpers
+    above: torch.compile's Triton mutation analysis counts every pointer passed to a helper whose results address
+    a store as written, and would then see z as mutated (which stops mode="reduce-overhead" from using CUDA
+    graphs; tests/test_triton_scan.py checks it)."""
+    zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[None, :]
+    zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[None, :]
+    return zr, zi
+
+
+@triton.jit
+def _sub_chunk_program(N, H, K, P, BK: tl.constexpr, BP: tl.constexpr, LS: tl.constexpr):
     """`_chunk_program` for the sub-chunk kernels on grid (chunk, b * H + h, channel block): also the chunk and
     channel-block indices, this block's channels and their mask, and the row indices of a sub-chunk."""
-    bh, h, ab_base, kk, km, zr, zi = _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK)
+    bh, h, ab_base, kk, km = _chunk_program(N, H, K, BK)
     pb = tl.program_id(2)
     pp = pb * BP + tl.arange(0, BP)
-    return tl.program_id(0), pb, bh, ab_base, kk, km, zr, zi, pp, pp < P, tl.arange(0, LS)
+    return tl.program_id(0), pb, bh, h, ab_base, kk, km, pp, pp < P, tl.arange(0, LS)
 
 
 @triton.jit
@@ -680,7 +688,8 @@ def _g_maps_chunked_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, mc_ptr, N, H, K, 
     """Same output as `_g_maps_kernel` for chunks of LS * NS positions: the product of NS sub-chunk products,
     each an associative scan on an (LS, BK) tile, so no load waits on the step before."""
     pid_c = tl.program_id(0)
-    bh, h, ab_base, kk, km, zr, zi = _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK)
+    bh, h, ab_base, kk, km = _chunk_program(N, H, K, BK)
+    zr, zi = _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km)
     rows2 = tl.arange(0, LS)[:, None]
     zeros = tl.zeros([BK], dtype=tl.float32)
     m00r, m00i, m01r, m01i = zeros + 1.0, zeros, zeros, zeros
@@ -701,7 +710,8 @@ def _g_write_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, g_ptr, N, H, K, 
                     LS: tl.constexpr, NS: tl.constexpr, BK: tl.constexpr):
     """g_t at every position ((B, N, H, K, 2) float32) from the chunk-start g (Gs), sub-chunk by sub-chunk."""
     pid_c = tl.program_id(0)
-    bh, h, ab_base, kk, km, zr, zi = _chunk_program(z_re_ptr, z_im_ptr, N, H, K, BK)
+    bh, h, ab_base, kk, km = _chunk_program(N, H, K, BK)
+    zr, zi = _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km)
     rows = tl.arange(0, LS)
     rows2 = rows[:, None]
     g0r, g0i = _chunk_start_g(gs_ptr, bh, nC, pid_c, K, kk, km)
@@ -730,8 +740,8 @@ def _y_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im
     sub-chunk to the next in registers: g (K) and y (K x BP complex). G_IN: read g_t from g_ptr (written by
     `_g_write_kernel`) instead of recomputing it; W3D: form W in one (LS, LS, BK) tile instead of a loop
     over shifts."""
-    pid_c, pb, bh, ab_base, kk, km, zr, zi, pp, pm, rows = _sub_chunk_program(z_re_ptr, z_im_ptr, N, H, K, P,
-                                                                              BK, BP, LS)
+    pid_c, pb, bh, h, ab_base, kk, km, pp, pm, rows = _sub_chunk_program(N, H, K, P, BK, BP, LS)
+    zr, zi = _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km)
     kk2 = kk[None, :]
     rows2 = rows[:, None]
     lower = rows2 >= rows[None, :]                   # (t, s) with s <= t
@@ -841,8 +851,8 @@ def _bwd_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_
     phase(c_r) 2^-log2|c_r| with |c_r| floored at 2^-100 (`_decay_cum`), so nothing divides by hop or g.
     The y before sub-chunk j is rebuilt from the chunk start (Ys) through sub-chunks 0 .. j - 1 (NS^2 / 2
     state steps per chunk). SPLIT_P: channel sums are atomic adds into zeroed buffers, else plain stores."""
-    pid_c, pb, bh, ab_base, kk, km, zr, zi, pp, pm, rows = _sub_chunk_program(z_re_ptr, z_im_ptr, N, H, K, P,
-                                                                              BK, BP, LS)
+    pid_c, pb, bh, h, ab_base, kk, km, pp, pm, rows = _sub_chunk_program(N, H, K, P, BK, BP, LS)
+    zr, zi = _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km)
     kk2 = kk[None, :]
     rows2 = rows[:, None]
     lower3 = (rows2 >= rows[None, :])[:, :, None] & (kk < K)[None, None, :]     # (t, s, k): s <= t
