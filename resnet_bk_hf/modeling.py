@@ -359,6 +359,16 @@ class ResNetBKCausalLMOutput(_BothCacheNames, ModelOutput):
     hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
 
 
+def _host_reads_forbidden() -> bool:
+    """True while torch.compile traces or a CUDA graph records: reading a tensor's value on the host would break
+    the graph or fail the capture. The value checks of the inputs are then skipped (an out-of-range token id
+    fails in the embedding lookup instead: IndexError on the CPU, a device-side assert on CUDA) and the shortcuts
+    that look at the mask or the positions take their general path."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def _check_inputs(config, input_ids, inputs_embeds, attention_mask):
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -368,7 +378,7 @@ def _check_inputs(config, input_ids, inputs_embeds, attention_mask):
         if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex:
             raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
         batch, length = input_ids.shape
-        if input_ids.numel() > 0:
+        if input_ids.numel() > 0 and not _host_reads_forbidden():
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= config.vocab_size:
                 raise ValueError(f"token ids must be in [0, {config.vocab_size - 1}] (vocab_size={config.vocab_size}), "
@@ -384,7 +394,8 @@ def _check_inputs(config, input_ids, inputs_embeds, attention_mask):
         if tuple(attention_mask.shape) != (batch, length):
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match the input's "
                              f"(batch, seq_len) = {(batch, length)}")
-        if attention_mask.numel() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        if attention_mask.numel() and not _host_reads_forbidden() and \
+                not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
             raise ValueError("attention_mask must contain only 0 and 1")
 
 
@@ -396,7 +407,7 @@ def _check_position_ids(position_ids, batch: int, length: int) -> None:
                          f"(batch, seq_len) = {(batch, length)}")
     if position_ids.dtype.is_floating_point or position_ids.dtype.is_complex or position_ids.dtype == torch.bool:
         raise ValueError(f"position_ids must be integers, got dtype {position_ids.dtype}")
-    if position_ids.numel() and int(position_ids.min()) < 0:
+    if position_ids.numel() and not _host_reads_forbidden() and int(position_ids.min()) < 0:
         raise ValueError(f"position_ids must be >= 0, got min {int(position_ids.min())}")
 
 
@@ -412,7 +423,7 @@ def _document_starts(position_ids, batch_and_length, has_state: bool):
     starts = position_ids == 0
     if not has_state:
         starts[:, 0] = False
-    if not bool(starts.any()):
+    if not _host_reads_forbidden() and not bool(starts.any()):   # traced: keep the (all-False) mask
         return None
     return starts.expand(batch, length)
 
@@ -454,7 +465,8 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             real = attention_mask.long() if attention_mask is not None else torch.ones(x.shape[:2], dtype=torch.long,
                                                                                       device=x.device)
             positions = (seen[:, None] + real.cumsum(1) - 1).clamp(min=0)
-        if attention_mask is not None and bool(attention_mask.all()) and (
+        # (traced or recorded: the mask is kept; the masked path gives the same result for an all-ones mask)
+        if attention_mask is not None and not _host_reads_forbidden() and bool(attention_mask.all()) and (
                 cache is None or cache.last_mask is None or bool(cache.last_mask.all())):
             attention_mask = None  # nothing is masked: skip the masking work
         if use_cache and cache is None:

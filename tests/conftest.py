@@ -46,9 +46,11 @@ def widened_model(**kwargs):
 
 
 def assert_left_padding_is_exact(model):
-    """10 tokens alone and after 4 padding tokens give the same logits (1e-5) and the same greedy
-    continuation; the continuation also equals the one without a cache. Returns nothing; asserts."""
+    """10 tokens alone and after 4 padding tokens give the same logits and the same greedy continuation; the
+    continuation also equals the one without a cache. Returns nothing; asserts. Runs the model in float64
+    (converts it): in float32 the padded and plain passes round differently (up to 4.6e-6 seen in 200 seeds)."""
     import torch
+    model = model.double()
     ids = torch.randint(2, 97, (1, 10))
     padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], 1)
     mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], 1)
@@ -59,5 +61,5 @@ def assert_left_padding_is_exact(model):
         gen_plain = model.generate(ids, **greedy)
         gen_pad = model.generate(padded, attention_mask=mask, **greedy)
         gen_nocache = model.generate(ids, use_cache=False, **greedy)
-    assert (plain - pad).abs().max() <= 1e-5
+    assert (plain - pad).abs().max() <= 1e-12
     assert torch.equal(gen_plain[:, 10:], gen_pad[:, 14:]) and torch.equal(gen_plain, gen_nocache)

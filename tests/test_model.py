@@ -36,7 +36,10 @@ def test_causality(seed, kw):
 
 @pytest.mark.parametrize("kw", MODES)
 def test_token_by_token_cache_matches_full_forward(seed, kw):
-    model = model_for(**kw)
+    # float64: the cached steps and the full pass multiply matrices of other shapes, and in float32 their
+    # rounding differed by up to 7.9e-5 on logits of ~0.35 (seed 54 of 300 for the constant-hopping case;
+    # float64: 0.0), so a float32 bound either fails now and then or says little.
+    model = model_for(**kw).double()
     ids = torch.randint(0, 97, (2, 16))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
@@ -48,8 +51,8 @@ def test_token_by_token_cache_matches_full_forward(seed, kw):
         # a prefill of 9 tokens then steps, too
         pre = model(ids[:, :9], use_cache=True)
         rest = model(ids[:, 9:], cache=pre.cache, use_cache=True)
-    assert (torch.cat(steps, 1) - full).abs().max() <= 1e-5
-    assert (torch.cat([pre.logits, rest.logits], 1) - full).abs().max() <= 1e-5
+    assert (torch.cat(steps, 1) - full).abs().max() <= 1e-12
+    assert (torch.cat([pre.logits, rest.logits], 1) - full).abs().max() <= 1e-12
     assert cache.seqlen_offset == 16
 
 
@@ -58,7 +61,7 @@ def test_cache_is_read_and_passed_under_both_transformers_names(seed):
     names pass the state in and read it out, the output's field carries this version's name (generate() and
     to_tuple() see that one), and giving both is an error."""
     from resnet_bk_hf.modeling import CACHE_FIELD
-    model = model_for()
+    model = model_for().double()   # float64, as in the test above: float32 rounding differs between the passes
     ids = torch.randint(0, 97, (2, 12))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
@@ -71,7 +74,7 @@ def test_cache_is_read_and_passed_under_both_transformers_names(seed):
         with pytest.raises(ValueError, match="not both"):
             model(ids[:, 5:], cache=state, cache_params=state)
     assert torch.equal(rest_old.logits, rest_new.logits)
-    assert (torch.cat([pre.logits, rest_new.logits], 1) - full).abs().max() <= 1e-5
+    assert (torch.cat([pre.logits, rest_new.logits], 1) - full).abs().max() <= 1e-12
     assert rest_old.cache.seqlen_offset == rest_new.cache_params.seqlen_offset == 12
     assert "cache" in model.config.keys_to_ignore_at_inference and "cache_params" in model.config.keys_to_ignore_at_inference
 
@@ -228,3 +231,37 @@ def test_init_writes_only_each_modules_own_parameters_and_scales_the_mixer_outpu
     assert not any(torch.all(p == 12.5) for p in model.parameters() if p.numel() > 1)
     out = model.model.layers[3].mixer.out_proj.weight
     assert abs(out.std().item() - scaled) < 0.15 * scaled
+
+
+@pytest.mark.parametrize("inputs", ["ids", "left_padded", "packed"])
+def test_model_traces_as_one_graph_and_matches_eager(seed, inputs):
+    # torch.compile(fullgraph=True) of forward + loss + backward: the input checks that read values on the host
+    # (and the all-ones-mask shortcut) step aside while tracing, so nothing breaks the graph, and the traced
+    # model gives eager's loss and gradients (backend aot_eager: the same graph without a C++ compiler).
+    model = model_for(positional_potential="prime_bump").train()
+    ids = torch.randint(2, 97, (2, 12))
+    kw = {}
+    if inputs == "left_padded":
+        ids[0, :4] = 0
+        kw["attention_mask"] = (ids != 0).long()
+    elif inputs == "packed":   # two documents in row 0, as DataCollatorWithFlattening packs them
+        kw["position_ids"] = torch.cat([torch.arange(5), torch.arange(7)]).expand(2, 12)
+
+    def loss_of(m):
+        return m(input_ids=ids, labels=ids, **kw).loss
+
+    def grads(loss):
+        return torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss_of)(model)
+    assert explained.graph_break_count == 0, [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+    want = loss_of(model)
+    want_g = grads(want)
+    got = torch.compile(loss_of, backend="aot_eager", fullgraph=True)(model)
+    got_g = grads(got)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    for g, w in zip(got_g, want_g):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="token ids must be in"):   # eager still checks the values
+        model(input_ids=torch.tensor([[1, 97]]))
