@@ -365,6 +365,7 @@ SMALL_N_CFGS = [{}, dict(block_t=32, block_sub=16), dict(block_t=32, block_sub=3
 def small_n(save, res, deadline=float("inf"), d=1024, K=8):
     """BK forward + backward against causal flash at N = 2k..16k, eager (host-bound there) and replayed from
     CUDA graphs (GPU time), over SMALL_N_CFGS; float32 and bf16 BK IO. Returns the rows."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     rows = []
     res["small_n"] = rows
     print(f"\nsmall N, batch 1, d_model {d}, K {K}: forward + backward ms (median); graph = replayed from a CUDA "
@@ -374,7 +375,6 @@ def small_n(save, res, deadline=float("inf"), d=1024, K=8):
         q, k, v = (torch.randn(1, d // 64, N, 64, device=DEV, dtype=torch.bfloat16, requires_grad=True)
                    for _ in range(3))
         go = torch.randn_like(q)
-        from torch.nn.attention import SDPBackend, sdpa_kernel
 
         def flash_fb():
             with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
