@@ -17,7 +17,8 @@ Prints tables and writes JSON:
     in registers) and backward loop (`ScanConfig.bwd_loop`: "scan" = version 1, "sequential" = version 3);
   * compare (N = 2k..64k, batch 1, d_model 1024): BK Triton (the selected loops), the PyTorch recurrent
     reference (and a torch.compile'd step loop), mambapy's parallel-scan selective scan (state 16),
-    causal SDPA (flash);
+    causal SDPA (flash); up to 16k also BK (default blocks) and flash forward + backward replayed from CUDA
+    graphs (the GPU's time; eagerly, BK is host-bound there);
   * sweep (--sweep; B = 1, N = 262144, d_model 1024, K = 8, f32): forward blocks per chunk length L, and the
     backward alone per L for each backward loop: version 1 blocks (bwd_block_p, bwd_num_warps) and version 3
     blocks (+ bwd_stages), then the fastest version-3 blocks with several bwd_programs_per_sm; every backward
@@ -352,6 +353,26 @@ def bench_graphed(fn, rep=200):
     return t
 
 
+def flash_fwdbwd(N, d, dtype=torch.bfloat16):
+    """One causal flash-attention forward + backward (batch 1, d // 64 heads of 64) as a closure on its own inputs."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    q, k, v = (torch.randn(1, d // 64, N, 64, device=DEV, dtype=dtype, requires_grad=True) for _ in range(3))
+    go = torch.randn_like(q)
+
+    def fb():
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return torch.autograd.grad(o, [q, k, v], go)
+    return fb
+
+
+def bk_fwdbwd(B, N, d, K, dtype, cfg=None):
+    """One BK scan forward + backward (autograd.grad, nothing accumulated) as a closure on its own inputs."""
+    xs = bk_inputs(B, N, d, K, dtype, grad=True)
+    do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV, dtype=dtype)
+    return lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do)
+
+
 # Small N (--small-n): blocks tried for BK against flash, forward + backward replayed from CUDA graphs. Shorter
 # chunks give more programs and shorter sequential walks inside a chunk, longer chunk-level scans.
 SMALL_N = [2048, 4096, 8192, 16384]
@@ -365,21 +386,13 @@ SMALL_N_CFGS = [{}, dict(block_t=32, block_sub=16), dict(block_t=32, block_sub=3
 def small_n(save, res, deadline=float("inf"), d=1024, K=8):
     """BK forward + backward against causal flash at N = 2k..16k, eager (host-bound there) and replayed from
     CUDA graphs (GPU time), over SMALL_N_CFGS; float32 and bf16 BK IO. Returns the rows."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     rows = []
     res["small_n"] = rows
     print(f"\nsmall N, batch 1, d_model {d}, K {K}: forward + backward ms (median); graph = replayed from a CUDA "
           f"graph; flash bf16 head 64", flush=True)
     base = vars(ts.default_config(P_HEAD, K))
     for N in SMALL_N:
-        q, k, v = (torch.randn(1, d // 64, N, 64, device=DEV, dtype=torch.bfloat16, requires_grad=True)
-                   for _ in range(3))
-        go = torch.randn_like(q)
-
-        def flash_fb():
-            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-                return torch.autograd.grad(o, [q, k, v], go)
+        flash_fb = flash_fwdbwd(N, d)
         flash = {"eager": bench(flash_fb), "graph": bench_graphed(flash_fb)}
         row = {"N": N, "flash_bf16_fwdbwd_ms": flash, "bk": []}
         print(f"N={N:>6} flash bf16: eager {flash['eager']:.3f}  graph {flash['graph']:.3f}", flush=True)
@@ -409,7 +422,7 @@ def small_n(save, res, deadline=float("inf"), d=1024, K=8):
             del xs, do
         rows.append(row)
         save()
-        del q, k, v, go
+        del flash_fb
         torch.cuda.empty_cache()
     return rows
 
@@ -1033,6 +1046,14 @@ def main():
                 r["sdpa_flash_bf16"] = dict(fwd_ms=t_f, fwdbwd_ms=t_fb, fwd_peak_mib=m_f, fwdbwd_peak_mib=m_fb)
             except Exception as e:  # noqa: BLE001
                 r["sdpa_flash_bf16"] = {"error": repr(e)[:200]}
+            if N <= 16384:   # below 16k the eager BK figure is the host's: also the GPU's, from CUDA graphs
+                try:
+                    r["fwdbwd_graph_ms"] = {"bk_float32": bench_graphed(bk_fwdbwd(1, N, d, K, torch.float32)),
+                                            "bk_bfloat16": bench_graphed(bk_fwdbwd(1, N, d, K, torch.bfloat16)),
+                                            "sdpa_flash_bf16": bench_graphed(flash_fwdbwd(N, d))}
+                except Exception as e:  # noqa: BLE001
+                    r["fwdbwd_graph_ms"] = {"error": repr(e)[:200]}
+                torch.cuda.empty_cache()
             cmp_rows.append(r)
             res["compare"] = cmp_rows
             save()
@@ -1047,6 +1068,12 @@ def main():
                   f"bk-chk-v5bwd f32 {fmt('bk_triton_chk_v5bwd_float32')}  "
                   f"recurrent {fmt('torch_recurrent_f32')}  compiled {fmt('torch_compiled_step_f32')}  "
                   f"mambapy {fmt('mambapy_pscan_f32')}  sdpa {fmt('sdpa_flash_bf16')}", flush=True)
+            g = r.get("fwdbwd_graph_ms", {})
+            if "bk_float32" in g:
+                print(f"   fwd+bwd from CUDA graphs (default blocks): bk f32 {g['bk_float32']:.3f}  bk bf16 "
+                      f"{g['bk_bfloat16']:.3f}  sdpa {g['sdpa_flash_bf16']:.3f}  flash/bk f32 "
+                      f"{g['sdpa_flash_bf16'] / g['bk_float32']:.2f}  bf16 {g['sdpa_flash_bf16'] / g['bk_bfloat16']:.2f}",
+                      flush=True)
             for k, v in r.items():
                 if isinstance(v, dict) and "error" in v:
                     print(f"   {k}: {v['error']}")
