@@ -397,15 +397,13 @@ def small_n(save, res, deadline=float("inf"), d=1024, K=8):
         row = {"N": N, "flash_bf16_fwdbwd_ms": flash, "bk": []}
         print(f"N={N:>6} flash bf16: eager {flash['eager']:.3f}  graph {flash['graph']:.3f}", flush=True)
         for io in (torch.float32, torch.bfloat16):
-            xs = bk_inputs(1, N, d, K, io, grad=True)
-            do = torch.randn(1, N, d // P_HEAD, P_HEAD, device=DEV, dtype=io)
             for kw in SMALL_N_CFGS:
                 label = " ".join(f"{a}={b}" for a, b in kw.items()) or "default"
                 if time.time() > deadline:
                     print(f"  {label}: skipped (deadline)", flush=True)
                     continue
                 cfg = ts.ScanConfig(**{**base, **kw})
-                fb = lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do)
+                fb = bk_fwdbwd(1, N, d, K, io, cfg)   # the same inputs for every config (bk_inputs is seeded)
                 try:
                     t = {"graph": bench_graphed(fb)}
                     if not kw:
@@ -419,7 +417,7 @@ def small_n(save, res, deadline=float("inf"), d=1024, K=8):
                 print(f"  BK {r['io']:>8} {label:<60} graph {t['graph']:7.3f}" +
                       (f"  eager {t['eager']:7.3f}" if "eager" in t else "") +
                       f"   flash/BK (graphs) {r['flash_over_bk_graph']:.2f}", flush=True)
-            del xs, do
+                del fb
         rows.append(row)
         save()
         del flash_fb
@@ -433,13 +431,13 @@ def compile_check(N=4096, d=1024, K=8):
     xs = bk_inputs(1, N, d, K, torch.float32, grad=True)
     do = torch.randn(1, N, d // P_HEAD, P_HEAD, device=DEV)
     out = {}
+    ref = torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs)[0], xs, do)   # eager
     for mode in ("default", "reduce-overhead"):
         try:
             torch._dynamo.reset()
             f = torch.compile(lambda *x: ts.causal_resolvent_scan_triton(*x)[0], fullgraph=True, mode=mode)
             fb = lambda: torch.autograd.grad(f(*xs), xs, do)
             t0 = time.time()
-            ref = torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs)[0], xs, do)
             got = fb()
             err = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(got, ref))
             out[mode] = {"first_call_s": time.time() - t0, "fwdbwd_ms": bench(fb), "max_rel_diff_vs_eager": err}
