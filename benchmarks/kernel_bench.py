@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
         [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--grid-io=float32,bfloat16] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
         [--profile] [--host] [--time-loop=scan|sequential|chunked] [--bwd-loop=scan|sequential|chunked|all]
-        [--sweep-chunked[=fb]] [--sweep-v5] [--small-n] [--compile-check] [--no-reference] [--deadline-s=S]
+        [--sweep-chunked[=fb]] [--sweep-v5] [--sweep-wf] [--small-n] [--compile-check] [--no-reference] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -31,6 +31,10 @@ Prints tables and writes JSON:
     of the default version-4 config with other chunk-level scans and version-3 stages;
   * sweep-v5 (--sweep-v5; same shape): forward + backward with the version-5 backward over chunk length,
     sub-chunk length, backward warps and channels per program, the version-3 default alongside;
+  * sweep-wf (--sweep-wf; same shape): the version-4 forward and forward + backward with W formed by one dot of
+    factors (`ScanConfig.w_factor_range`, the default) or entry by entry (w_factor_range=0), over sub-chunk
+    length and dot precision, and the same on inputs whose decays are too steep for the factored form
+    (|a| ~ 1e3: every sub-chunk falls back), so the cost of the range check shows;
   * small-n (--small-n): BK forward + backward against causal flash at N = 2k..16k, eager and replayed from a
     CUDA graph (the GPU's time without the launch cost), over a few chunk lengths;
   * compile-check (--compile-check): whether torch.compile(fullgraph=True) traces the scan forward + backward,
@@ -182,10 +186,11 @@ CHECKS = {
 }
 
 
-def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS, bwd_loops=("scan",)):
+def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS, bwd_loops=("scan",), configs=None):
     """Forward + every gradient vs the float64 recurrent reference, poisoned outputs, ragged N.
 
-    The reference is computed once per case; the kernel runs once per (forward time loop, backward loop)."""
+    The reference is computed once per case; the kernel runs once per (forward time loop, backward loop), or,
+    with configs ({label: changes to the default config}), once per entry of configs instead."""
     out = {}
     torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
     for name, (B, N, H, K, a_scale, hop_hi, dtype, tol) in checks.items():
@@ -209,12 +214,17 @@ def correctness(checks=CHECKS, time_loops=ts.TIME_LOOPS, bwd_loops=("scan",)):
         w[0] = w[0].to(dtype).double()   # dL/do reaches the kernel in o's dtype
         gr = torch.autograd.grad((o_r * w[0]).sum() + (g_r * w[1]).sum() + (y_r * w[2]).sum(), ref_in)
         rel = lambda x, r: ((x.detach().double().cpu() - r.detach()).norm() / r.detach().norm()).item()
-        for time_loop, bwd_loop in [(t, b) for t in time_loops for b in bwd_loops]:
-            key = f"{name} [{time_loop}, bwd {BWD_SHORT[bwd_loop]}]"
+        if configs is None:
+            runs = [(f"{t}, bwd {BWD_SHORT[b]}", loop_cfg(t, K, b)) for t in time_loops for b in bwd_loops]
+        else:
+            runs = [(label, ts.ScanConfig(**{**vars(ts.default_config(P_HEAD, K)), **kw}))
+                    for label, kw in configs.items()]
+        for label, cfg in runs:
+            time_loop, bwd_loop = cfg.time_loop, cfg.bwd_loop
+            key = f"{name} [{label}]"
             ts.POISON = True
             try:
-                o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], (k_in[7], k_in[8]),
-                                                                  config=loop_cfg(time_loop, K, bwd_loop))
+                o_k, (g_k, y_k) = ts.causal_resolvent_scan_triton(*k_in[:7], (k_in[7], k_in[8]), config=cfg)
                 gk = torch.autograd.grad((o_k.float() * w[0].float().to(DEV)).sum()
                                          + (g_k * w[1].float().to(DEV)).sum()
                                          + (y_k * w[2].float().to(DEV)).sum(), k_in)
@@ -718,6 +728,58 @@ def sweep_v5(save, res, deadline=float("inf"), K=8):
     return best[1] if best else None
 
 
+# --sweep-wf: (label, changes to the default config); each timed with w_factor_range = 0 and at its default
+SWEEP_WF = [("default", {}), ("sub 16", dict(block_sub=16)), ("8 warps", dict(num_warps=8)),
+            ("sub 16, 8 warps", dict(block_sub=16, num_warps=8)), ("tf32x3", dict(dot_precision="tf32x3")),
+            ("sub 16, tf32x3", dict(block_sub=16, dot_precision="tf32x3"))]
+
+
+def sweep_wf(save, res, deadline=float("inf"), K=8):
+    """Forward and forward + backward at SWEEP_SHAPE, W factored (default) vs entry by entry, over SWEEP_WF;
+    then both on |a| ~ 1e3 inputs (every sub-chunk spans too many octaves, so the factored form falls back)."""
+    B, N, d, _ = SWEEP_SHAPE
+    rows = []
+    res["sweep_wf"] = rows
+    base = ts.default_config(P_HEAD, K, "chunked", "sequential")
+    print(f"\nsweep factored W (v4 output pass) B={B} N={N} d={d} K={K} f32: ms (median) forward, forward + backward",
+          flush=True)
+    for inputs in ("random", "|a|~1e3"):
+        xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
+        if inputs != "random":
+            with torch.no_grad():
+                xs[0].copy_(1e3 * torch.sign(torch.randn_like(xs[0])))
+        det = [x.detach() for x in xs]
+        do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
+        for label, kw in SWEEP_WF if inputs == "random" else SWEEP_WF[:1]:
+            for wf in (0.0, base.w_factor_range):
+                cfg = ts.ScanConfig(**{**vars(base), **kw, "w_factor_range": wf})
+                name = f"{inputs:>8} {label:<14} w_factor_range={wf:5.1f}"
+                if time.time() > deadline:
+                    print(f"  {name}: skipped (deadline)", flush=True)
+                    continue
+                try:
+                    with torch.no_grad():
+                        t_f = bench(lambda: ts.causal_resolvent_scan_triton(*det, config=cfg), rep=100)
+                    t_fb = bench(lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0],
+                                                             xs, do), rep=50)
+                except Exception as e:  # noqa: BLE001
+                    print(f"  {name}: {repr(e)[:300]}", flush=True)
+                    continue
+                use = kernel_usage(ts._y_chunk_mm_kernel, LS=cfg.block_sub, MODE=1, WF=1 if wf else 0,
+                                   num_warps=cfg.num_warps) or {}
+                rows.append({"inputs": inputs, "label": label, "config": vars(cfg), "fwd_ms": t_f, "fwdbwd_ms": t_fb,
+                             "out_regs": use.get("regs"), "out_spill_bytes": use.get("spill_bytes")})
+                print(f"  {name}: fwd {t_f:8.3f}  f+b {t_fb:8.3f}   output pass regs {use.get('regs', '?')} "
+                      f"spill {use.get('spill_bytes', '?')}", flush=True)
+                save()
+        del xs, det, do
+        torch.cuda.empty_cache()
+    if time.time() < deadline:      # the error of each config against float64 (forward + every gradient)
+        f32 = {k: v for k, v in CHECKS.items() if v[6] == torch.float32}
+        res["sweep_wf_check"] = correctness(f32, configs={f"{label}, w_factor_range={wf:g}": {**kw, "w_factor_range": wf}
+                                                          for label, kw in SWEEP_WF for wf in (0.0, 120.0)})
+
+
 def best_v3_config(res, K=8):
     """The fastest version-3 backward of the sweep as a ScanConfig (forward: default blocks at that L)."""
     c = res.get("sweep_best", {}).get("sequential")
@@ -872,8 +934,9 @@ def ptxas_table(arch=90, K=8):
                       f"{' split' if split else '      '}: {r:>4} regs {sp:>5} B spilled", flush=True)
     # version 4's output pass and version 5's main pass (chunks of 64, a whole head of 64 channels per program)
     BK8 = max(8, BK)
-    for name, fn, extra in (("v4 _y_chunk_mm (MODE 1)", ts._y_chunk_mm_kernel,
-                             dict(MODE=1, G_IN=False, W3D=False)),
+    for name, fn, extra in (("v4 _y_chunk_mm (MODE 1)", ts._y_chunk_mm_kernel, dict(MODE=1, G_IN=False, W3D=False)),
+                            ("v4 _y_chunk_mm factored", ts._y_chunk_mm_kernel,
+                             dict(MODE=1, G_IN=False, W3D=False, WF=1, WF_RANGE=ts.ScanConfig().w_factor_range)),
                             ("v5 _bwd_chunk_mm", ts._bwd_chunk_mm_kernel, dict(SPLIT_P=False))):
         for LS in (16, 32):
             for nw in (4, 8):
@@ -1099,6 +1162,9 @@ def main():
         best = sweep_v5(save, res, deadline)
         if "--profile" in flags and best is not None:
             res.setdefault("profile", {}).update(profile_kernels({"fastest v5 backward of the sweep": best}))
+        save()
+    if "--sweep-wf" in flags:
+        sweep_wf(save, res, deadline)
         save()
     if "--sweep" in flags:
         res["sweep"] = sweep_configs(save, res, sweep_ls, loops, bwd_loops, fwd="--sweep-no-fwd" not in flags,

@@ -150,6 +150,32 @@ def test_chunked_forward_stored_g_and_3d_w(seed, g_stored, w3d):
     check(xs, torch.float32, 1e-5, cfg)
 
 
+def test_chunked_forward_factored_w_and_its_fallback(seed):
+    """Version 4's output pass forms W as one dot of factors (`_w_factored`) in the sub-chunks whose log-decays
+    span at most `w_factor_range` octaves, entry by entry elsewhere. Here the first chunk has moderate decays and
+    the second |a| ~ 1e3 (thousands of octaves), so one run takes both paths; each is checked against float64,
+    and the interpreter shows which path ran: with the range at 1 octave every sub-chunk falls back and o is
+    bit for bit the entry-by-entry result; at the default it is not."""
+    xs = make_inputs(1, 70, 1, 20, 5)
+    xs[0][:, 32:64] = 1e3 * torch.sign(torch.randn_like(xs[0][:, 32:64]))
+    check(xs, torch.float32, 1e-5, TINY_V4)                 # forward and every gradient, default range
+    xs32 = [x.to(torch.float32) for x in xs]
+    o_ref = recurrent.causal_resolvent_scan_recurrent(*[x.double() for x in xs32[:7]],
+                                                      (xs32[7].double(), xs32[8].double()))[0]
+    outs = {}
+    for rng in (0.0, 1.0, TINY_V4.w_factor_range):
+        cfg = ts.ScanConfig(**{**vars(TINY_V4), "w_factor_range": rng})
+        inp = [x.to(DEVICE) for x in xs32]
+        with torch.no_grad():
+            outs[rng] = ts.causal_resolvent_scan_triton(*inp[:7], (inp[7], inp[8]), config=cfg)[0]
+        assert rel(outs[rng], o_ref) < 1e-5, rng
+    assert TINY_V4.w_factor_range == 120.0
+    if INTERPRET:
+        assert torch.equal(outs[1.0], outs[0.0])
+        assert not torch.equal(outs[120.0], outs[0.0])
+        assert torch.equal(outs[120.0][:, 32:64], outs[0.0][:, 32:64])   # the |a| ~ 1e3 chunk fell back
+
+
 def test_chunked_backward_unsplit_channels_batch_two(seed):
     """Version 5 with one channel block (plain stores into poisoned buffers), batch 2, two heads."""
     check(make_inputs(2, 70, 2, 16, 8), torch.float32, 1e-5, TINY_V5)
@@ -198,8 +224,9 @@ def test_poison_is_detected_by_the_v5_backward_checks():
 
 
 def test_chunked_dot_precision_auto_follows_the_io_dtype():
-    """"auto" (the default) runs the dots in float32 FMA for float32 IO and in TF32 for bf16 IO (the
-    interpreter computes both exactly, so this checks the choice; the GPU bf16 checks bound its error)."""
+    """"auto" (the default) runs the forward's dots as three TF32 products for float32 IO (float32 FMA in the
+    version-5 backward) and in TF32 for bf16 IO (the interpreter computes all exactly, so this checks the
+    choice; the GPU float32 and bf16 checks bound its error)."""
     seen = []
     old_kernel = ts._y_chunk_mm_kernel
 
@@ -217,7 +244,8 @@ def test_chunked_dot_precision_auto_follows_the_io_dtype():
     finally:
         ts._y_chunk_mm_kernel = old_kernel
     assert TINY_V4.dot_precision == "auto"
-    assert set(seen) == {(torch.float32, "ieee"), (torch.bfloat16, "tf32")}
+    assert set(seen) == {(torch.float32, "tf32x3"), (torch.bfloat16, "tf32")}
+    assert ts._dot_precision(TINY_V4, torch.float32, backward=True) == "ieee"
 
 
 def test_chunked_config_is_validated():
@@ -226,6 +254,9 @@ def test_chunked_config_is_validated():
             ts.ScanConfig(time_loop="chunked", **kw)
     with pytest.raises(ValueError, match="dot_precision"):
         ts.ScanConfig(dot_precision="fp16")
+    for bad in (-1.0, 500.0, True, "120"):
+        with pytest.raises(ValueError, match="w_factor_range"):
+            ts.ScanConfig(w_factor_range=bad)
     with pytest.raises(ValueError, match="block_sub"):
         ts.ScanConfig(time_loop="sequential", bwd_loop="chunked", block_sub=8)
     cfg = ts.default_config(64, 8, "chunked", "sequential")

@@ -49,6 +49,8 @@ faster than version 2 from N = 16k up, docs/benchmarks.md): passes 1, 3 and 5 be
 and `_y_chunk_mm` (MODE 0/1). A chunk is walked as sub-chunks of `block_sub` positions; each sub-chunk's
 output is a matrix product o = W u + Re(Q y_in) and its state update y <- Tinc y + R^T u (tl.dot), with
 W, Q, R built from running sums of log2|c| and running unit phases of c = -hop g (comment above `_g_tile`).
+W is one tl.dot of per-row factors wherever the log-decays of a sub-chunk span <= `w_factor_range` octaves,
+and entry by entry, in a second launch over the chunks marked, elsewhere (`_w_factored`).
 Same saved states, so every backward works after it.
 
 Backward (exact, DESIGN.md 2.4), reusing the saved chunk-boundary g and y:
@@ -544,7 +546,10 @@ def _affine_scan_kernel(a_ptr, b_ptr, init_ptr, x_ptr, nC, K, Q,
 #     o_t = sum_k Re(conj(C_t) y_t) = (W u)_t + Re(Q_t y_in),     W[t, s] = sum_k Re(conj(C_t) T[t, s] g_s)
 # T is never formed as a quotient of running products (they underflow at |a| ~ 1e3): its magnitude is
 # exp2 of a difference of running sums of log2|c| and its phase a product of unit phases, so every entry
-# is a product of the factors between s and t (to the rounding of the running log sums).
+# is a product of the factors between s and t (to the rounding of the running log sums). Where those sums
+# span few enough octaves in a sub-chunk, W is instead one dot of row factors 2^(la_t - m) and 2^(m - la_s)
+# (`_w_factored`); the output pass then runs twice: factored everywhere, then entry by entry on the chunks
+# where the factors would leave float32's range.
 
 
 @triton.jit
@@ -730,16 +735,65 @@ def _g_write_kernel(a_ptr, hop_ptr, z_re_ptr, z_im_ptr, gs_ptr, g_ptr, N, H, K, 
 
 
 @triton.jit
+def _w_elementwise(la, qtr, qti, vr, vi, kk, K, lower, LS: tl.constexpr, W3D: tl.constexpr):
+    """W[t, s] = sum_k exp2(la_t - la_s) Re(q_t v_s) for s <= t (q = conj(C) PH, v = conj(PH) g; (LS, BK) each),
+    every entry from its own exponent difference: exact for any range of la. W3D: one (LS, LS, BK) tile."""
+    kk2 = kk[None, :]
+    if W3D:
+        lower3 = lower[:, :, None] & (kk < K)[None, None, :]
+        e3 = tl.exp2(tl.where(lower3, la[:, None, :] - la[None, :, :], float("-inf")))
+        w = tl.sum(e3 * (qtr[:, None, :] * vr[None, :, :] - qti[:, None, :] * vi[None, :, :]), axis=2)
+    else:
+        w = tl.zeros([LS, LS], dtype=tl.float32)
+        for k in range(0, K):
+            la_k = _col(la, kk2, k)
+            qr_k = _col(qtr, kk2, k)
+            qi_k = _col(qti, kk2, k)
+            vr_k = _col(vr, kk2, k)
+            vi_k = _col(vi, kk2, k)
+            e = tl.exp2(tl.where(lower, la_k[:, None] - la_k[None, :], float("-inf")))
+            w += e * (qr_k[:, None] * vr_k[None, :] - qi_k[:, None] * vi_k[None, :])
+    return w
+
+
+@triton.jit
+def _w_factor_fits(la, km, WF_RANGE: tl.constexpr):
+    """True when, for every shift, la spans at most WF_RANGE octaves over the sub-chunk's rows (padding shifts
+    left out), so that `_w_factored`'s factors 2^(la_t - m), 2^(m - la_s) stay within 2^(+-WF_RANGE / 2)."""
+    lam = tl.where(km[None, :], la, 0.0)
+    return tl.max(tl.max(lam, axis=0) - tl.min(lam, axis=0), axis=0) <= WF_RANGE
+
+
+@triton.jit
+def _w_factored(la, qtr, qti, vr, vi, km, lower, LS: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    """The same W as `_w_elementwise` as one (LS, 2 BK) x (2 BK, LS) tl.dot, as Mamba-2's SSD does:
+    exp2(la_t - la_s) q_t v_s = (q_t 2^(la_t - m)) (v_s 2^(m - la_s)) with m the middle of la's range per shift.
+    Only when `_w_factor_fits` (else a factor could under- or overflow where the product does not)."""
+    lam = tl.where(km[None, :], la, 0.0)
+    mid = 0.5 * (tl.max(lam, axis=0) + tl.min(lam, axis=0))
+    ea = tl.exp2(lam - mid[None, :])
+    eb = tl.exp2(mid[None, :] - lam)
+    acat = _kcat_rows(qtr * ea, -(qti * ea), LS, BK)
+    bcat = _kcat_rows(vr * eb, vi * eb, LS, BK)
+    w = tl.dot(acat, tl.trans(bcat), input_precision=PREC)
+    return tl.where(lower, w, 0.0)
+
+
+@triton.jit
 def _y_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, ys_ptr,
-                       ay_ptr, by_ptr, o_ptr, g_ptr, N, H, K, P, nC,
+                       ay_ptr, by_ptr, o_ptr, g_ptr, wf_ptr, N, H, K, P, nC,
                        LS: tl.constexpr, NS: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr,
-                       MODE: tl.constexpr, PREC: tl.constexpr, G_IN: tl.constexpr, W3D: tl.constexpr):
+                       MODE: tl.constexpr, PREC: tl.constexpr, G_IN: tl.constexpr, W3D: tl.constexpr,
+                       WF: tl.constexpr = 0, WF_RANGE: tl.constexpr = 0.0):
     """Same contract as `_y_chunk_kernel` (MODE 0: the chunk's affine map of y; MODE 1: o; MODE 2, for the
     chunked backward with dL/do in u_ptr: the chunk's reverse map of the cotangent of y, stored as MODE 0),
     for a chunk of NS sub-chunks of LS positions, each done with matrices (module comment above). Carried from one
     sub-chunk to the next in registers: g (K) and y (K x BP complex). G_IN: read g_t from g_ptr (written by
-    `_g_write_kernel`) instead of recomputing it; W3D: form W in one (LS, LS, BK) tile instead of a loop
-    over shifts."""
+    `_g_write_kernel`) instead of recomputing it. W in MODE 1: WF 0 = entry by entry (`_w_elementwise`; W3D: in
+    one (LS, LS, BK) tile instead of a loop over shifts); WF 1 = one dot of factors (`_w_factored`) in every
+    sub-chunk, and wf_ptr[bh, chunk] = 1 where some sub-chunk's log-decays span more than WF_RANGE octaves (its o
+    is then wrong); WF 2 = the chunks so marked again, entry by entry, the rest left alone. One kernel with a
+    run-time branch between the two forms needs ~90 more registers and spills (measured on an H200)."""
     pid_c, pb, bh, h, ab_base, kk, km, pp, pm, rows = _sub_chunk_program(N, H, K, P, BK, BP, LS)
     zr, zi = _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km)
     kk2 = kk[None, :]
@@ -752,6 +806,9 @@ def _y_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im
     yr, yi = _chunk_start_y(ys_ptr, bh, nC, pid_c, K, P, kk, pp, kp_mask, MODE, BK, BP)
     c_start = pid_c * (LS * NS)
     n_sub = tl.minimum(NS, (N - c_start + LS - 1) // LS)      # sub-chunks past N are never visited
+    if WF == 2:
+        n_sub = tl.where(tl.load(wf_ptr + bh * nC + pid_c) != 0, n_sub, 0)
+    unfit = tl.full([], 0, tl.int32)
     for j in range(0, n_sub):
         t0 = c_start + j * LS
         t = t0 + rows
@@ -783,20 +840,11 @@ def _y_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im
             ci = tl.load(c_im_ptr + coff, mask=cmask, other=0.0).to(tl.float32)
             qtr = cr * phr + ci * phi                            # conj(C_t) PH_t
             qti = cr * phi - ci * phr
-            if W3D:
-                lower3 = lower[:, :, None] & (kk < K)[None, None, :]
-                e3 = tl.exp2(tl.where(lower3, la[:, None, :] - la[None, :, :], float("-inf")))
-                w = tl.sum(e3 * (qtr[:, None, :] * vr[None, :, :] - qti[:, None, :] * vi[None, :, :]), axis=2)
+            if WF == 1:
+                w = _w_factored(la, qtr, qti, vr, vi, km, lower, LS, BK, PREC)
+                unfit = tl.maximum(unfit, 1 - _w_factor_fits(la, km, WF_RANGE).to(tl.int32))
             else:
-                w = tl.zeros([LS, LS], dtype=tl.float32)
-                for k in range(0, K):
-                    la_k = _col(la, kk2, k)
-                    qr_k = _col(qtr, kk2, k)
-                    qi_k = _col(qti, kk2, k)
-                    vr_k = _col(vr, kk2, k)
-                    vi_k = _col(vi, kk2, k)
-                    e = tl.exp2(tl.where(lower, la_k[:, None] - la_k[None, :], float("-inf")))
-                    w += e * (qr_k[:, None] * vr_k[None, :] - qi_k[:, None] * vi_k[None, :])
+                w = _w_elementwise(la, qtr, qti, vr, vi, kk, K, lower, LS, W3D)
             ql = tl.exp2(la)                                     # |Tinc(t)|
             qcat = _kcat_rows(qtr * ql, -(qti * ql), LS, BK)
             o = tl.dot(w, u, input_precision=PREC) + tl.dot(qcat, _kcat_state(yr, yi, BK, BP), input_precision=PREC)
@@ -820,6 +868,8 @@ def _y_chunk_mm_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im
         if not G_IN:
             g0r = _row(gr, rows2, LS - 1)[None, :]
             g0i = _row(gi, rows2, LS - 1)[None, :]
+    if WF == 1:
+        tl.store(wf_ptr + bh * nC + pid_c, unfit, mask=pb == 0)
     if MODE != 1:
         abase = (bh * nC + pid_c).to(tl.int64) * K * 2
         a_first = km & ((kk * 0 + pb) == 0)
@@ -1408,14 +1458,21 @@ class ScanConfig:
     time_loop: str = "chunked"
     # Version 4: positions per sub-chunk (a power of two >= 16, at most block_t; block_t // block_sub
     # sub-chunks per chunk) and the precision of its tl.dot ("ieee": float32 FMA; "tf32x3": tensor cores
-    # with float32-level error; "tf32": tensor cores, ~5e-4 relative error per product; "auto": "ieee" for
-    # float32 IO, "tf32" for bf16 / float16 IO, whose own rounding (~4e-3) is the larger).
-    block_sub: int = 32
+    # with float32-level error; "tf32": tensor cores, ~5e-4 relative error per product; "auto": "tf32" for
+    # bf16 / float16 IO, whose own rounding (~4e-3) is the larger; for float32 IO "tf32x3" in the forward,
+    # "ieee" in the version-5 backward). Sub-chunks of 16 with "tf32x3" and the factored W below: forward 13%
+    # faster than sub-chunks of 32 with "ieee" and W entry by entry on an H200 (docs/benchmarks.md).
+    block_sub: int = 16
     dot_precision: str = "auto"
     # Version 4: g_stored writes g_t of every position once (B x N x H x K complex float32) for both passes
     # to read, instead of each pass recomputing it by a Moebius scan; w3d forms W in one (L, L, K) tile.
     g_stored: bool = False
     w3d: bool = False
+    # Version 4 output pass: W is formed as one tl.dot of per-row factors (`_w_factored`, the form of Mamba-2's
+    # SSD) in every sub-chunk where the running log2-decay spans at most this many octaves for each shift, so
+    # that neither factor leaves float32's range; elsewhere (|a| ~ 1e3, hop near 0) entry by entry as before.
+    # 0 = always entry by entry.
+    w_factor_range: float = 120.0
     # The backward's tiles hold ~3x more live values than the forward's: its own channel block and
     # warps (None = the forward's). The chunk length block_t is shared: the backward restarts from
     # the chunk-boundary states the forward saved.
@@ -1448,6 +1505,9 @@ class ScanConfig:
         for name in ("g_stored", "w3d"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ScanConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        v = self.w_factor_range
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 200:
+            raise ValueError(f"ScanConfig.w_factor_range must be a number in [0, 200] (octaves; 0 = off), got {v!r}")
         if self.dot_precision not in DOT_PRECISIONS:
             raise ValueError(f"ScanConfig.dot_precision must be one of {DOT_PRECISIONS}, got {self.dot_precision!r}")
         for name in ("block_t", "block_p", "chunk_block", "num_warps", "bwd_block_p", "bwd_num_warps", "block_sub",
@@ -1579,11 +1639,15 @@ def _forward(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
     return o, Gs, Ys
 
 
-def _dot_precision(cfg: ScanConfig, io_dtype: torch.dtype) -> str:
-    """tl.dot's input_precision for versions 4 and 5: "auto" = float32 FMA for float32 IO, TF32 for 16-bit IO."""
+def _dot_precision(cfg: ScanConfig, io_dtype: torch.dtype, backward: bool = False) -> str:
+    """tl.dot's input_precision for versions 4 and 5. "auto": TF32 for 16-bit IO; for float32 IO, three TF32
+    products ("tf32x3": the same error as float32 FMA against float64 on an H200, 13% faster forward) in the
+    version-4 forward, float32 FMA in the version-5 backward (not measured with tf32x3 on a GPU)."""
     if cfg.dot_precision != "auto":
         return cfg.dot_precision
-    return "ieee" if io_dtype == torch.float32 else "tf32"
+    if io_dtype != torch.float32:
+        return "tf32"
+    return "ieee" if backward else "tf32x3"
 
 
 def _forward_chunked(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig):
@@ -1615,15 +1679,21 @@ def _forward_chunked(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg: ScanConfig)
     grid = (nC, BH, nPB)
     prec = _dot_precision(cfg, u.dtype)
     meta = dict(LS=LS, NS=L // LS, BK=BK, BP=BP, PREC=prec, G_IN=cfg.g_stored, W3D=cfg.w3d,
-                num_warps=cfg.num_warps)
-    _y_chunk_mm_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, g_all, N, H, K, P, nC,
+                WF_RANGE=float(cfg.w_factor_range), num_warps=cfg.num_warps)
+    _y_chunk_mm_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, By, Ay, By, u, g_all, Gs, N, H, K, P, nC,
                              MODE=0, **meta)
     Ys = _affine_scan(Ay, By, y0, nC, K, P, False, cfg.chunk_block, cfg.scan_num_warps or cfg.num_warps, _next_pow2(K),
                       cfg.scan_tile)
     del Ay, By
     o = _empty_like(u)
-    _y_chunk_mm_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, g_all, N, H, K, P, nC,
-                             MODE=1, **meta)
+    if cfg.w_factor_range > 0:   # W by factors, then the chunks where they do not fit again, entry by entry
+        unfit = torch.empty(BH, nC, dtype=torch.int32, device=dev)     # every (bh, chunk) is written
+        for wf in (1, 2):
+            _y_chunk_mm_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, g_all, unfit,
+                                     N, H, K, P, nC, MODE=1, WF=wf, **meta)
+    else:
+        _y_chunk_mm_kernel[grid](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Gs, Ys, o, g_all, Gs, N, H, K, P, nC,
+                                 MODE=1, **meta)
     return o, Gs, Ys
 
 
@@ -1691,11 +1761,11 @@ def _backward_chunked_passes(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_y
     dev = u.device
     f32 = torch.float32
     nw = cfg.bwd_num_warps or cfg.num_warps
-    prec = _dot_precision(cfg, u.dtype)
+    prec = _dot_precision(cfg, u.dtype, backward=True)
     grid = (nC, BH, nPB)
     Ab = _empty(BH, nC, K, 2, dtype=f32, device=dev)
     Bb = _empty(BH, nC, K, P, 2, dtype=f32, device=dev)
-    _y_chunk_mm_kernel[grid](a, hop, d_o, c_re, c_im, z_re, z_im, Gs, Bb, Ab, Bb, d_o, Gs, N, H, K, P, nC,
+    _y_chunk_mm_kernel[grid](a, hop, d_o, c_re, c_im, z_re, z_im, Gs, Bb, Ab, Bb, d_o, Gs, Gs, N, H, K, P, nC,
                              LS=LS, NS=L // LS, BK=BK, BP=BP, MODE=2, PREC=prec, G_IN=False, W3D=False,
                              num_warps=nw)
     Eb = _affine_scan(Ab, Bb, d_yN, nC, K, P, True, cfg.chunk_block, cfg.scan_num_warps or nw, _next_pow2(K),
