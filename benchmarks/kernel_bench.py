@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/kernel_bench.py [results/kernel_bench.json] [--quick] [--no-compare]
         [--no-check] [--no-grid] [--grid-n=N1,N2,..] [--grid-io=float32,bfloat16] [--sweep] [--sweep-no-fwd] [--sweep-l=16,32,64] [--sweep-n=N]
         [--profile] [--host] [--time-loop=scan|sequential|chunked] [--bwd-loop=scan|sequential|chunked|all]
-        [--sweep-chunked[=fb]] [--sweep-v5] [--sweep-wf] [--sweep-seg] [--small-n] [--compile-check] [--no-reference] [--deadline-s=S]
+        [--sweep-chunked[=fb]] [--sweep-v5] [--sweep-wf] [--small-n] [--compile-check] [--no-reference] [--deadline-s=S]
     PYTHONPATH=. python benchmarks/kernel_bench.py --ptxas[=90]     (no GPU needed)
 
 Prints tables and writes JSON:
@@ -35,9 +35,6 @@ Prints tables and writes JSON:
     factors (`ScanConfig.w_factor_range`, the default) or entry by entry (w_factor_range=0), over sub-chunk
     length and dot precision, and the same on inputs whose decays are too steep for the factored form
     (|a| ~ 1e3: every sub-chunk falls back), so the cost of the range check shows;
-  * sweep-seg (--sweep-seg; same shape): forward + backward with the version-3 main pass walking a chunk's
-    reverse in segments (`ScanConfig.bwd_segment`, smaller scratch), chunks of 64 and 128, each also against
-    float64;
   * small-n (--small-n): BK forward + backward against causal flash at N = 2k..16k, eager and replayed from a
     CUDA graph (the GPU's time without the launch cost), over a few chunk lengths;
   * compile-check (--compile-check): whether torch.compile(fullgraph=True) traces the scan forward + backward,
@@ -157,7 +154,6 @@ def main_pass_usage(cfg, K=8):
     warps = cfg.bwd_num_warps or cfg.num_warps
     if cfg.bwd_loop == "sequential":
         return kernel_usage(ts._bwd_main_seq_kernel, L=cfg.block_t, BK=BK, BP=BP, STAGES=cfg.bwd_stages,
-                            SEG=min(cfg.bwd_segment or cfg.block_t, cfg.block_t),
                             num_warps=warps)
     if cfg.bwd_loop == "chunked":
         return kernel_usage(ts._bwd_chunk_mm_kernel, LS=cfg.block_sub, BK=max(8, BK), BP=max(16, BP),
@@ -784,47 +780,6 @@ def sweep_wf(save, res, deadline=float("inf"), K=8):
                                                           for label, kw in SWEEP_WF for wf in (0.0, 120.0)})
 
 
-# --sweep-seg: version-3 main pass in segments (ScanConfig.bwd_segment) at chunk lengths 64 and 128
-SWEEP_SEG = [dict(block_t=L, bwd_segment=sg) for L in (64, 128) for sg in (None, 32, 16, 8, 4) if sg is None or sg < L]
-
-
-def sweep_seg(save, res, deadline=float("inf"), K=8):
-    """Forward + backward of the default config at SWEEP_SHAPE over SWEEP_SEG (main-pass scratch per program:
-    L entries, or bwd_segment + L / bwd_segment), then each against float64."""
-    B, N, d, _ = SWEEP_SHAPE
-    xs = bk_inputs(B, N, d, K, torch.float32, grad=True)
-    do = torch.randn(B, N, d // P_HEAD, P_HEAD, device=DEV)
-    base = ts.default_config(P_HEAD, K)
-    rows = []
-    res["sweep_seg"] = rows
-    print(f"\nsweep v3 segments B={B} N={N} d={d} K={K} f32: forward + backward ms (median); main-pass registers",
-          flush=True)
-    labels = {}
-    for kw in SWEEP_SEG:
-        cfg = ts.ScanConfig(**{**vars(base), **kw})
-        label = " ".join(f"{k}={v}" for k, v in kw.items())
-        if time.time() > deadline:
-            print(f"  {label}: skipped (deadline)", flush=True)
-            continue
-        try:
-            t = bench(lambda: torch.autograd.grad(ts.causal_resolvent_scan_triton(*xs, config=cfg)[0], xs, do),
-                      rep=50)
-        except Exception as e:  # noqa: BLE001
-            print(f"  {label}: {repr(e)[:300]}", flush=True)
-            continue
-        use = main_pass_usage(cfg, K) or {}
-        rows.append({"config": vars(cfg), "fwdbwd_ms": t, "main_regs": use.get("regs"),
-                     "main_spill_bytes": use.get("spill_bytes")})
-        print(f"  {label:<32}: {t:8.3f}   regs {use.get('regs', '?')} spill {use.get('spill_bytes', '?')}", flush=True)
-        labels[label] = kw
-        save()
-    del xs, do
-    torch.cuda.empty_cache()
-    if labels and time.time() < deadline:
-        f32 = {k: v for k, v in CHECKS.items() if v[6] == torch.float32}
-        res["sweep_seg_check"] = correctness(f32, configs=labels)
-
-
 def best_v3_config(res, K=8):
     """The fastest version-3 backward of the sweep as a ScanConfig (forward: default blocks at that L)."""
     c = res.get("sweep_best", {}).get("sequential")
@@ -971,7 +926,7 @@ def ptxas_table(arch=90, K=8):
     for L in (16, 64):
         for bp, nw, st in SWEEP_BWD_V3:
             for split in (False, True) if (L, bp, nw, st) == (16, 32, 1, 1) else (False,):
-                consts = {"L": L, "BK": BK, "BP": bp, "SPLIT_P": split, "STAGES": st, "SEG": L, "E": L}
+                consts = {"L": L, "BK": BK, "BP": bp, "SPLIT_P": split, "STAGES": st}
                 r, sp = ptxas_usage(ts._bwd_main_seq_kernel, consts, nw, arch)
                 rows.append({"bwd_loop": "sequential", "block_t": L, "block_p": bp, "num_warps": nw, "stages": st,
                              "split_p": split, "regs": r, "spill_bytes": sp})
@@ -1207,9 +1162,6 @@ def main():
         best = sweep_v5(save, res, deadline)
         if "--profile" in flags and best is not None:
             res.setdefault("profile", {}).update(profile_kernels({"fastest v5 backward of the sweep": best}))
-        save()
-    if "--sweep-seg" in flags:
-        sweep_seg(save, res, deadline)
         save()
     if "--sweep-wf" in flags:
         sweep_wf(save, res, deadline)

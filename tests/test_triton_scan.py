@@ -380,25 +380,11 @@ def test_poison_is_detected_by_the_v3_backward_checks():
     _skipped_main_pass_poisons_the_gradients("_bwd_main_seq_kernel", TINY_V3, 9, 4)
 
 
-@pytest.mark.parametrize("segment", [2, 4])
-def test_v3_backward_in_segments(seed, segment):
-    """Version 3's main pass walking a chunk's reverse in segments (`bwd_segment`), each walked forward again
-    from a checkpoint: N = 19 over chunks of 8 (the last chunk of 3 ends in a short segment), channels split
-    (P = 6 in blocks of 4), with state; then |a| ~ 1e3 with hop near eta, unsplit channels (plain stores into
-    poisoned buffers). Forward and every gradient against float64; the scratch is poisoned too, so an entry read
-    before the re-walk wrote it shows as NaN."""
-    cfg = ts.ScanConfig(**{**vars(TINY_V3), "bwd_segment": segment})
-    check(make_inputs(1, 19, 2, 6, 3), torch.float32, 1e-5, cfg)
-    xs = make_inputs(1, 21, 1, 4, 2, a_scale=300.0, hop_frac=(0.97, 0.999))
-    xs[0][:, ::5] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::5]))
-    check(xs, torch.float32, 1e-5, cfg)
-
-
 def test_bwd_loop_and_its_knobs_are_validated():
     with pytest.raises(ValueError, match="ScanConfig.bwd_loop.*scan.*sequential"):
         ts.ScanConfig(bwd_loop="reverse")
     for field, bad in [("bwd_programs_per_sm", 0), ("bwd_programs_per_sm", 2.0), ("bwd_stages", 0),
-                       ("bwd_stages", True), ("bwd_segment", 3), ("bwd_segment", 0)]:
+                       ("bwd_stages", True)]:
         with pytest.raises(ValueError, match=f"ScanConfig.{field} must be"):
             ts.ScanConfig(**{field: bad})
     cfg = ts.ScanConfig()
@@ -469,18 +455,6 @@ def test_gpu_v3_blocks_split_channels_pipelined_and_few_programs(seed, L, bwd_bp
     cfg = ts.ScanConfig(block_t=L, block_p=32, chunk_block=16, num_warps=4, time_loop="sequential",
                         bwd_block_p=bwd_bp, bwd_num_warps=warps, bwd_loop="sequential", bwd_programs_per_sm=per_sm,
                         bwd_stages=stages)
-    xs = make_inputs(2, 5003, 3, 64, 8, hop_frac=(0.5, 0.999))
-    xs[0][:, ::7] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::7]))
-    check(xs, torch.float32, 1e-5, cfg)
-
-
-@gpu
-@pytest.mark.parametrize("L,segment,bwd_bp", [(64, 8, 64), (128, 16, 32), (64, 4, 64)])
-def test_gpu_v3_segments(seed, L, segment, bwd_bp):
-    """Version 3's main pass in segments at GPU sizes: ragged N, |a| ~ 1e3 every 7th position with hop up to
-    0.999 eta, split or whole channel blocks, the default (chunked) forward."""
-    cfg = ts.ScanConfig(**{**vars(ts.default_config(64, 8)), "block_t": L, "bwd_segment": segment,
-                           "bwd_block_p": bwd_bp})
     xs = make_inputs(2, 5003, 3, 64, 8, hop_frac=(0.5, 0.999))
     xs[0][:, ::7] = 1e3 * torch.sign(torch.randn_like(xs[0][:, ::7]))
     check(xs, torch.float32, 1e-5, cfg)

@@ -1227,37 +1227,14 @@ def _ybar_maps_seq_kernel(a_ptr, hop_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr
 
 
 @triton.jit
-def _walk_to_scratch(a_ptr, hop_ptr, u_ptr, ys_ptr, gs_ptr, tile, kk, pp, pm, zr, zi, gr, gi, yr, yi, off0, i0, i1,
-                     P, H, BK: tl.constexpr, BP: tl.constexpr, STAGES: tl.constexpr):
-    """Version 3's forward walk over positions i0 .. i1 - 1 of a chunk (offset off0 at its start) from g, y just
-    before i0: writes y_{i-1} and g_i into scratch entry i - i0; returns g, y at i1 - 1."""
-    off = off0 + i0 * H
-    for i in tl.range(i0, i1, num_stages=STAGES):
-        a_t = tl.load(a_ptr + off).to(tl.float32)
-        b_t = tl.load(hop_ptr + off).to(tl.float32)
-        u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
-        ys_i = ys_ptr + (i - i0) * 2 * BK * BP + tile
-        tl.store(ys_i, yr)
-        tl.store(ys_i + BK * BP, yi)
-        gr, gi = _step(a_t, b_t, zr, zi, gr, gi)
-        gs_i = gs_ptr + (i - i0) * 2 * BK + kk[:, None]
-        tl.store(gs_i, gr)
-        tl.store(gs_i + BK, gi)
-        yr, yi = _cmul(gr, gi, u_t - b_t * yr, -b_t * yi)
-        off += H
-    return gr, gi, yr, yi
-
-
-@triton.jit
 def _bwd_main_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_im_ptr, gs_ptr, ys_ptr, yb_ptr,
                          do_ptr, ubar_ptr, cbar_ptr, dg_ptr, hop1_ptr, yscr_ptr, gscr_ptr, work_ptr,
                          N, H, K, P, nC, BH, nPB, n_items,
                          L: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr, SPLIT_P: tl.constexpr,
-                         STAGES: tl.constexpr, SEG: tl.constexpr = 1 << 30, E: tl.constexpr = 0):
+                         STAGES: tl.constexpr):
     """Same outputs as `_bwd_main_kernel` (u_bar, c_bar, Dg, hop1) for one chunk and channel block per work item.
 
-    Persistent: each program owns one scratch slot of E entries (each y_{t-1}: (re, im) x BK x BP floats and g_t:
-    (re, im) x BK; E = L, or SEG + L / SEG with segments, below)
+    Persistent: each program owns one scratch slot (y_{t-1}: L x (re, im) x BK x BP floats; g_t: L x (re, im) x BK)
     and takes work items (chunk, b*h, channel block) from an atomic counter until none is left, so the scratch
     is bounded by the number of programs, not by N. Per item:
       1. forward walk t = t0 .. t1-1 from the chunk-boundary states (Gs, Ys): write y_{t-1} and g_t to the slot;
@@ -1266,9 +1243,6 @@ def _bwd_main_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_
              Ybar_t = conj(-hop_{t+1} g_{t+1}) Ybar_{t+1} + C_t do_t,   r_bar = conj(g_t) Ybar_t,
              u_bar_t = Re sum_k r_bar,  c_bar_t = sum_p do_t y_t,  Dg_t = sum_p conj(r_t) Ybar_t,
              hop1_t = -Re sum_{k,p} conj(y_{t-1}) r_bar,   r_t = u_t - hop_t y_{t-1}.
-    SEG < L (ScanConfig.bwd_segment): the forward walk keeps only y, g before each segment of SEG positions, and
-    step 2 walks each segment forward again from there before its reverse walk: one more forward walk, and a slot
-    of SEG + L / SEG entries instead of L, so that the live scratch of all programs can stay in the L2.
     SPLIT_P (the channels split over programs): the channel sums are atomic adds into zeroed buffers;
     otherwise plain stores. STAGES > 1 lets Triton's pipeliner prefetch the walks' loads (ScanConfig.bwd_stages)."""
     prog = tl.program_id(0)
@@ -1276,8 +1250,8 @@ def _bwd_main_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_
     km = kk < K
     jj = tl.arange(0, BP)
     tile = kk[:, None] * BP + jj[None, :]               # scratch (BK, BP) plane, all lanes (padding included)
-    yslot = prog.to(tl.int64) * E * 2 * BK * BP
-    gslot = prog.to(tl.int64) * E * 2 * BK
+    yslot = prog.to(tl.int64) * L * 2 * BK * BP
+    gslot = prog.to(tl.int64) * L * 2 * BK
     item = tl.atomic_add(work_ptr, 1)
     while item < n_items:
         pb = item % nPB
@@ -1300,26 +1274,21 @@ def _bwd_main_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_
         t0 = pid_c * L
         n = tl.minimum(t0 + L, N) - t0
         off0 = ab_base + t0.to(tl.int64) * H      # element offset of (b, t0, h)
-        # 1. forward walk over the chunk from its boundary states: y_{t-1} and g_t of every position into the
-        #    slot (SEG >= L), or only (g, y) just before each segment of SEG positions (entries SEG + segment)
-        if SEG >= L:
-            gr, gi, yr, yi = _walk_to_scratch(a_ptr, hop_ptr, u_ptr, yscr_ptr + yslot, gscr_ptr + gslot, tile, kk,
-                                              pp, pm, zr, zi, gr, gi, yr, yi, off0, 0, n, P, H, BK, BP, STAGES)
-        else:
-            off = off0
-            for i in tl.range(0, n, num_stages=STAGES):
-                a_t = tl.load(a_ptr + off).to(tl.float32)
-                b_t = tl.load(hop_ptr + off).to(tl.float32)
-                u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
-                first = i % SEG == 0
-                ck = SEG + i // SEG
-                tl.store(yscr_ptr + yslot + ck * 2 * BK * BP + tile, yr, mask=first)
-                tl.store(yscr_ptr + yslot + ck * 2 * BK * BP + BK * BP + tile, yi, mask=first)
-                tl.store(gscr_ptr + gslot + ck * 2 * BK + kk[:, None], gr, mask=first)
-                tl.store(gscr_ptr + gslot + ck * 2 * BK + BK + kk[:, None], gi, mask=first)
-                gr, gi = _step(a_t, b_t, zr, zi, gr, gi)
-                yr, yi = _cmul(gr, gi, u_t - b_t * yr, -b_t * yi)
-                off += H
+        # 1. forward walk: y_{t-1} and g_t into the slot
+        off = off0
+        for i in tl.range(0, n, num_stages=STAGES):
+            a_t = tl.load(a_ptr + off).to(tl.float32)
+            b_t = tl.load(hop_ptr + off).to(tl.float32)
+            u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
+            ys_i = yscr_ptr + yslot + i * 2 * BK * BP + tile
+            tl.store(ys_i, yr)
+            tl.store(ys_i + BK * BP, yi)
+            gr, gi = _step(a_t, b_t, zr, zi, gr, gi)
+            gs_i = gscr_ptr + gslot + i * 2 * BK + kk[:, None]
+            tl.store(gs_i, gr)
+            tl.store(gs_i + BK, gi)
+            yr, yi = _cmul(gr, gi, u_t - b_t * yr, -b_t * yi)
+            off += H
         # the factor that carries Ybar from the next chunk's first position: conj(-hop_{t1} g_{t1}), 1 past N
         has_next = t0 + n < N
         off_n = off0 + n.to(tl.int64) * H
@@ -1332,70 +1301,53 @@ def _bwd_main_seq_kernel(a_ptr, hop_ptr, u_ptr, c_re_ptr, c_im_ptr, z_re_ptr, z_
         ybr = tl.load(yb_ptr + yboff, mask=kp_mask, other=0.0)
         ybi = tl.load(yb_ptr + yboff + 1, mask=kp_mask, other=0.0)
         tl.debug_barrier()      # the slot written above is read below, maybe by other threads of the program
-        # 2. reverse walk, segment by segment from the last (one segment when SEG >= L); y_t comes from the step
-        #    before (at the chunk's last position: the forward walk's last y)
-        n_seg = (n + SEG - 1) // SEG
-        for sj in range(0, n_seg):
-            i0 = (n_seg - 1 - sj) * SEG
-            i1 = tl.minimum(i0 + SEG, n)
-            if SEG < L:     # walk the segment again from its checkpoint, into entries 0 .. SEG - 1
-                ck = SEG + i0 // SEG
-                cyr = tl.load(yscr_ptr + yslot + ck * 2 * BK * BP + tile)
-                cyi = tl.load(yscr_ptr + yslot + ck * 2 * BK * BP + BK * BP + tile)
-                cgr = tl.load(gscr_ptr + gslot + ck * 2 * BK + kk[:, None])
-                cgi = tl.load(gscr_ptr + gslot + ck * 2 * BK + BK + kk[:, None])
-                _walk_to_scratch(a_ptr, hop_ptr, u_ptr, yscr_ptr + yslot, gscr_ptr + gslot, tile, kk, pp, pm, zr, zi,
-                                 cgr, cgi, cyr, cyi, off0, i0, i1, P, H, BK, BP, STAGES)
-                tl.debug_barrier()
-            for j in tl.range(0, i1 - i0, num_stages=STAGES):
-                i = i1 - 1 - j
-                off = off0 + i.to(tl.int64) * H
-                e = i - i0      # scratch entry
-                cr = tl.load(c_re_ptr + off * K + kk[:, None], mask=km[:, None], other=0.0).to(tl.float32)
-                ci = tl.load(c_im_ptr + off * K + kk[:, None], mask=km[:, None], other=0.0).to(tl.float32)
-                d_o = tl.load(do_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
-                u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
-                b_t = tl.load(hop_ptr + off).to(tl.float32)
-                ys_i = yscr_ptr + yslot + e * 2 * BK * BP + tile
-                ypr = tl.load(ys_i)
-                ypi = tl.load(ys_i + BK * BP)
-                gs_i = gscr_ptr + gslot + e * 2 * BK + kk[:, None]
-                gtr = tl.load(gs_i)
-                gti = tl.load(gs_i + BK)
-                # Ybar_t = e Ybar_{t+1} + C_t do_t
-                ybr, ybi = er * ybr - ei * ybi + cr * d_o, er * ybi + ei * ybr + ci * d_o
-                # r_bar = conj(g_t) Ybar_t; u_bar = Re sum_k r_bar
-                rbr = gtr * ybr + gti * ybi
-                rbi = gtr * ybi - gti * ybr
-                tl.store(ubar_ptr + off * P + pp, tl.sum(rbr, axis=0).to(ubar_ptr.dtype.element_ty), mask=pm)
-                # r_t = u_t - hop_t y_{t-1}
-                rr = u_t - b_t * ypr
-                ri = -b_t * ypi
-                koff = (off * K + kk) * 2
-                cb_r = tl.sum(d_o * yr, axis=1)
-                cb_i = tl.sum(d_o * yi, axis=1)
-                dg_r = tl.sum(rr * ybr + ri * ybi, axis=1)
-                dg_i = tl.sum(rr * ybi - ri * ybr, axis=1)
-                h1 = -tl.sum(tl.sum(ypr * rbr + ypi * rbi, axis=1), axis=0)
-                if SPLIT_P:
-                    tl.atomic_add(cbar_ptr + koff, cb_r, mask=km)
-                    tl.atomic_add(cbar_ptr + koff + 1, cb_i, mask=km)
-                    tl.atomic_add(dg_ptr + koff, dg_r, mask=km)
-                    tl.atomic_add(dg_ptr + koff + 1, dg_i, mask=km)
-                    tl.atomic_add(hop1_ptr + off, h1)
-                else:
-                    tl.store(cbar_ptr + koff, cb_r, mask=km)
-                    tl.store(cbar_ptr + koff + 1, cb_i, mask=km)
-                    tl.store(dg_ptr + koff, dg_r, mask=km)
-                    tl.store(dg_ptr + koff + 1, dg_i, mask=km)
-                    tl.store(hop1_ptr + off, h1)
-                # step to t - 1: its Ybar factor uses g_t, hop_t; its y_t is this step's y_{t-1}
-                er = -b_t * gtr
-                ei = b_t * gti
-                yr = ypr
-                yi = ypi
-            if SEG < L:
-                tl.debug_barrier()  # done with entries 0 .. SEG - 1 before the next segment rewrites them
+        # 2. reverse walk
+        for j in tl.range(0, n, num_stages=STAGES):
+            i = n - 1 - j
+            off = off0 + i.to(tl.int64) * H
+            cr = tl.load(c_re_ptr + off * K + kk[:, None], mask=km[:, None], other=0.0).to(tl.float32)
+            ci = tl.load(c_im_ptr + off * K + kk[:, None], mask=km[:, None], other=0.0).to(tl.float32)
+            d_o = tl.load(do_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
+            u_t = tl.load(u_ptr + off * P + pp[None, :], mask=pm[None, :], other=0.0).to(tl.float32)
+            b_t = tl.load(hop_ptr + off).to(tl.float32)
+            ys_i = yscr_ptr + yslot + i * 2 * BK * BP + tile
+            ypr = tl.load(ys_i)
+            ypi = tl.load(ys_i + BK * BP)
+            gs_i = gscr_ptr + gslot + i * 2 * BK + kk[:, None]
+            gtr = tl.load(gs_i)
+            gti = tl.load(gs_i + BK)
+            # Ybar_t = e Ybar_{t+1} + C_t do_t
+            ybr, ybi = er * ybr - ei * ybi + cr * d_o, er * ybi + ei * ybr + ci * d_o
+            # r_bar = conj(g_t) Ybar_t; u_bar = Re sum_k r_bar
+            rbr = gtr * ybr + gti * ybi
+            rbi = gtr * ybi - gti * ybr
+            tl.store(ubar_ptr + off * P + pp, tl.sum(rbr, axis=0).to(ubar_ptr.dtype.element_ty), mask=pm)
+            # r_t = u_t - hop_t y_{t-1}
+            rr = u_t - b_t * ypr
+            ri = -b_t * ypi
+            koff = (off * K + kk) * 2
+            cb_r = tl.sum(d_o * yr, axis=1)
+            cb_i = tl.sum(d_o * yi, axis=1)
+            dg_r = tl.sum(rr * ybr + ri * ybi, axis=1)
+            dg_i = tl.sum(rr * ybi - ri * ybr, axis=1)
+            h1 = -tl.sum(tl.sum(ypr * rbr + ypi * rbi, axis=1), axis=0)
+            if SPLIT_P:
+                tl.atomic_add(cbar_ptr + koff, cb_r, mask=km)
+                tl.atomic_add(cbar_ptr + koff + 1, cb_i, mask=km)
+                tl.atomic_add(dg_ptr + koff, dg_r, mask=km)
+                tl.atomic_add(dg_ptr + koff + 1, dg_i, mask=km)
+                tl.atomic_add(hop1_ptr + off, h1)
+            else:
+                tl.store(cbar_ptr + koff, cb_r, mask=km)
+                tl.store(cbar_ptr + koff + 1, cb_i, mask=km)
+                tl.store(dg_ptr + koff, dg_r, mask=km)
+                tl.store(dg_ptr + koff + 1, dg_i, mask=km)
+                tl.store(hop1_ptr + off, h1)
+            # step to t - 1: its Ybar factor uses g_t, hop_t; its y_t is this step's y_{t-1}
+            er = -b_t * gtr
+            ei = b_t * gti
+            yr = ypr
+            yi = ypi
         tl.debug_barrier()      # every thread is done with the slot before the next item overwrites it
         item = tl.atomic_add(work_ptr, 1)
 
@@ -1540,10 +1492,6 @@ class ScanConfig:
     # Version 3's t loops: software-pipelining stages for their loads (1 = none; more = loads issued that many
     # steps ahead through shared memory, more registers).
     bwd_stages: int = 1
-    # Version 3's main pass: walk a chunk's reverse in segments of this many positions (a power of two; None =
-    # the whole chunk), each walked forward again from a checkpoint first: scratch per program SEG + L / SEG
-    # entries instead of L, at the cost of one more forward walk.
-    bwd_segment: Optional[int] = None
 
     def __post_init__(self):
         _check_time_loop(self.time_loop)
@@ -1563,7 +1511,7 @@ class ScanConfig:
         if self.dot_precision not in DOT_PRECISIONS:
             raise ValueError(f"ScanConfig.dot_precision must be one of {DOT_PRECISIONS}, got {self.dot_precision!r}")
         for name in ("block_t", "block_p", "chunk_block", "num_warps", "bwd_block_p", "bwd_num_warps", "block_sub",
-                     "scan_tile", "scan_num_warps", "bwd_segment"):
+                     "scan_tile", "scan_num_warps"):
             v = getattr(self, name)
             if v is None and (name.startswith("bwd_") or name == "scan_num_warps"):
                 continue
@@ -1783,14 +1731,12 @@ def _backward_ybar_passes(a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, d_o, d_yN, 
     if seq:
         n_items = nC * BH * nPB
         n_prog = min(n_items, _bwd_programs(cfg, dev))
-        seg = min(cfg.bwd_segment or L, L)
-        E = L if seg >= L else seg + L // seg     # scratch entries per program
-        yscr = _empty(n_prog, E, 2, BK, BP, dtype=f32, device=dev)
-        gscr = _empty(n_prog, E, 2, BK, dtype=f32, device=dev)
+        yscr = _empty(n_prog, L, 2, BK, BP, dtype=f32, device=dev)
+        gscr = _empty(n_prog, L, 2, BK, dtype=f32, device=dev)
         work = torch.zeros(1, dtype=torch.int32, device=dev)
         _bwd_main_seq_kernel[(n_prog,)](a, hop, u, c_re, c_im, z_re, z_im, Gs, Ys, Yb, d_o, u_bar, c_bar, Dg,
                                         hop1, yscr, gscr, work, N, H, K, P, nC, BH, nPB, n_items,
-                                        L=L, BK=BK, BP=BP, SPLIT_P=split, STAGES=cfg.bwd_stages, SEG=seg, E=E,
+                                        L=L, BK=BK, BP=BP, SPLIT_P=split, STAGES=cfg.bwd_stages,
                                         num_warps=nw)
         del yscr, gscr
     else:
