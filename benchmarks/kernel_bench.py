@@ -776,8 +776,9 @@ def sweep_wf(save, res, deadline=float("inf"), K=8):
         torch.cuda.empty_cache()
     if time.time() < deadline:      # the error of each config against float64 (forward + every gradient)
         f32 = {k: v for k, v in CHECKS.items() if v[6] == torch.float32}
-        res["sweep_wf_check"] = correctness(f32, configs={f"{label}, w_factor_range={wf:g}": {**kw, "w_factor_range": wf}
-                                                          for label, kw in SWEEP_WF for wf in (0.0, 120.0)})
+        configs = {f"{label}, w_factor_range={wf:g}": {**kw, "w_factor_range": wf}
+                   for label, kw in SWEEP_WF for wf in (0.0, base.w_factor_range)}
+        res["sweep_wf_check"] = correctness(f32, configs=configs)
 
 
 def best_v3_config(res, K=8):

@@ -1547,8 +1547,9 @@ def default_config(P: int, K: int, time_loop: str = "chunked", bwd_loop: str = "
     docs/benchmarks.md). Version 3 backward (the default): chunks of 64, forward 32 channels x 4 warps,
     backward 64 channels x 1 warp, 8 programs per SM. Version 1 backward: chunks of 16 (its associative
     scans spill at longer chunks), backward 64 channels x 8 warps. Version 4 forward (the default; swept on an
-    H200, `kernel_bench.py --sweep-chunked`): sub-chunks of 32 positions (16 under version 1's chunks of 16),
-    up to 64 channels (a whole head) per program, 4 warps."""
+    H200, `kernel_bench.py --sweep-chunked`, then `--sweep-wf`): sub-chunks of 16 positions with tf32x3 dots
+    for float32 IO and the factored W (ScanConfig's defaults), up to 64 channels (a whole head) per program,
+    4 warps."""
     BK = _next_pow2(K)
     bp = max(1, min(_next_pow2(P), max(1, 256 // BK)))
     bwd_bp = max(1, min(_next_pow2(P), max(1, 512 // BK)))
