@@ -66,8 +66,8 @@ import triton
 import triton.testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from resnet_bk_hf.kernels import recurrent  # noqa: E402
-from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
+from resnet_bk_hf.ops.bk import recurrent  # noqa: E402
+from resnet_bk_hf.ops.bk.triton import scan as ts  # noqa: E402
 
 DEV = "cuda"
 P_HEAD = 64

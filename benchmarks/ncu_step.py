@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.kernel_bench import P_HEAD, bk_inputs  # noqa: E402
-from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
+from resnet_bk_hf.ops.bk.triton import scan as ts  # noqa: E402
 
 
 def main():

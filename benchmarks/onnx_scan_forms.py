@@ -5,7 +5,7 @@
 Forms, both exported with torch.onnx.export (the TorchScript exporter that Optimum uses) with a
 dynamic sequence axis, both real arithmetic (ONNX has no complex dtype):
     sequential   an ONNX Loop of N iterations, one position per iteration (the recurrence as written)
-    parallel     resnet_bk_hf.kernels.parallel: an ONNX Loop of ceil(log2 N) doubling steps over all positions
+    parallel     resnet_bk_hf.ops.bk.parallel: an ONNX Loop of ceil(log2 N) doubling steps over all positions
 Shapes are the demo model's mixer (batch 1, 4 heads, 4 shifts, 32 channels per head). Prints the median
 and the fastest time per call (the machine may be shared: the minimum is the least disturbed), the load
 average, and the largest difference from the float64 reference.
@@ -22,8 +22,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from resnet_bk_hf.kernels.naive import causal_resolvent_scan_naive
-from resnet_bk_hf.kernels.parallel import causal_resolvent_scan_parallel
+from resnet_bk_hf.ops.bk.naive import causal_resolvent_scan_naive
+from resnet_bk_hf.ops.bk.parallel import causal_resolvent_scan_parallel
 
 
 @torch.jit.script

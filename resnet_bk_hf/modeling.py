@@ -26,7 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from transformers.utils import ModelOutput
 
 from .configuration import ResNetBKConfig
-from .kernels import causal_green_naive, causal_resolvent_scan
+from .ops.bk import causal_green_naive, causal_resolvent_scan
 
 try:  # transformers >= 5: init helpers that skip weights already loaded from a checkpoint
     from transformers import initialization as _init

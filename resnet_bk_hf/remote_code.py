@@ -37,11 +37,11 @@ REMOTE_CODE_FILES: Dict[str, str] = {
     "configuration.py": "configuration.py",
     "modeling.py": "modeling.py",
     "remote_code.py": "remote_code.py",
-    "kernels.py": "kernels/__init__.py",
-    "naive.py": "kernels/naive.py",
-    "recurrent.py": "kernels/recurrent.py",
-    "parallel.py": "kernels/parallel.py",
-    "triton_scan.py": "kernels/triton_scan.py",
+    "kernels.py": "ops/bk/__init__.py",
+    "naive.py": "ops/bk/naive.py",
+    "recurrent.py": "ops/bk/recurrent.py",
+    "parallel.py": "ops/bk/parallel.py",
+    "triton_scan.py": "ops/bk/triton/scan.py",
     "primes.py": "theory/primes.py",
 }
 
@@ -107,12 +107,18 @@ def write_remote_code(save_directory) -> List[Path]:
                     raise RuntimeError(f"{source}: expected the lines {_TRITON_IMPORTS!r} to guard; "
                                        "update resnet_bk_hf/remote_code.py")
                 text = text.replace(_TRITON_IMPORTS, _TRITON_IMPORTS_GUARDED, 1)
+            text = text.replace("from ..naive import", "from .naive import").replace("from ..recurrent import", "from .recurrent import")
             target.write_text(text, encoding="utf-8")
         elif flat_name == "modeling.py" and source.resolve() != target.resolve():
             text = source.read_text(encoding="utf-8")
             if _PRIMES_IMPORT not in text and _PRIMES_IMPORT_FLAT not in text:
                 raise RuntimeError(f"{source}: expected {_PRIMES_IMPORT!r}; update resnet_bk_hf/remote_code.py")
-            target.write_text(text.replace(_PRIMES_IMPORT, _PRIMES_IMPORT_FLAT), encoding="utf-8")
+            text = text.replace(_PRIMES_IMPORT, _PRIMES_IMPORT_FLAT).replace("from .ops.bk import", "from .kernels import")
+            target.write_text(text, encoding="utf-8")
+        elif flat_name == "kernels.py" and source.resolve() != target.resolve():
+            text = source.read_text(encoding="utf-8")
+            target.write_text(text.replace("from .triton import", "from .triton_scan import")
+                              .replace("from . import triton ", "from . import triton_scan "), encoding="utf-8")
         elif source.resolve() != target.resolve():
             shutil.copyfile(source, target)
         written.append(target)

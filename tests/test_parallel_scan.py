@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from resnet_bk_hf import ResNetBKForCausalLM
-from resnet_bk_hf.kernels import causal_resolvent_scan, causal_resolvent_scan_naive, causal_resolvent_scan_parallel
+from resnet_bk_hf.ops.bk import causal_resolvent_scan, causal_resolvent_scan_naive, causal_resolvent_scan_parallel
 
 from conftest import tiny_config
 from test_scan_reference import random_problem

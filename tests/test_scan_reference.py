@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from resnet_bk_hf.kernels import (causal_green_naive, causal_resolvent_scan, causal_resolvent_scan_naive,
+from resnet_bk_hf.ops.bk import (causal_green_naive, causal_resolvent_scan, causal_resolvent_scan_naive,
                                   causal_resolvent_scan_recurrent, full_green_diagonal, tridiagonal_hamiltonian)
 
 f64 = torch.float64

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, defau
 
 import resnet_bk_hf  # noqa: F401
 from resnet_bk_hf import ResNetBKConfig, ResNetBKForCausalLM
-from resnet_bk_hf.kernels import causal_green_naive, causal_resolvent_scan
+from resnet_bk_hf.ops.bk import causal_green_naive, causal_resolvent_scan
 from resnet_bk_hf.monitoring import SpectralMonitorCallback, plot_stability_dashboard, spectral_report
 from resnet_bk_hf.theory.model_operators import mixer_hamiltonian, model_hamiltonians
 from resnet_bk_hf.theory.operators import birman_schwinger_lattice, schatten_norm

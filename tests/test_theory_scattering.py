@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from resnet_bk_hf.kernels import causal_green_naive, full_green_diagonal
+from resnet_bk_hf.ops.bk import causal_green_naive, full_green_diagonal
 from resnet_bk_hf.theory.operators import birman_schwinger_lattice, dense_hamiltonian
 from resnet_bk_hf.theory.scattering import (
     birman_krein_derivative,

@@ -64,7 +64,7 @@ def assert_close(got, want, tol=1e-5):
 def test_compiled_scan_matches_eager_and_keeps_cuda_graphs(mode):
     from torch._dynamo.utils import counters
 
-    from resnet_bk_hf.kernels import triton_scan as ts
+    from resnet_bk_hf.ops.bk.triton import scan as ts
     torch._dynamo.reset()
     counters.clear()
     xs, d_o = gpu_inputs()
@@ -80,7 +80,7 @@ def test_compiled_scan_matches_eager_and_keeps_cuda_graphs(mode):
 def test_cuda_graphed_scan_matches_eager_on_new_inputs():
     # torch.cuda.make_graphed_callables records forward and backward once; later calls copy their inputs in
     # and replay (how benchmarks/kernel_bench.py --small-n times the GPU without the host's launch cost)
-    from resnet_bk_hf.kernels import triton_scan as ts
+    from resnet_bk_hf.ops.bk.triton import scan as ts
     xs, _ = gpu_inputs()
     graphed = torch.cuda.make_graphed_callables(lambda *x: ts.causal_resolvent_scan_triton(*x)[0], tuple(xs))
     for _ in range(2):

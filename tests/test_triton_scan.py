@@ -24,8 +24,8 @@ triton = pytest.importorskip("triton")
 if not CUDA and not INTERPRET:
     pytest.skip("no CUDA and TRITON_INTERPRET is off", allow_module_level=True)
 
-from resnet_bk_hf.kernels import naive, recurrent  # noqa: E402
-from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
+from resnet_bk_hf.ops.bk import naive, recurrent  # noqa: E402
+from resnet_bk_hf.ops.bk.triton import scan as ts  # noqa: E402
 
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 

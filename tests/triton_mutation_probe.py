@@ -38,7 +38,7 @@ if not torch.cuda.is_available():
 
 from torch._higher_order_ops import triton_kernel_wrap as tkw  # noqa: E402
 
-from resnet_bk_hf.kernels import triton_scan as ts  # noqa: E402
+from resnet_bk_hf.ops.bk.triton import scan as ts  # noqa: E402
 
 
 def written_args(kernel, kwargs):

@@ -269,7 +269,7 @@ def _tail_mean(losses: List[float], frac: float = 0.05) -> Optional[float]:
 
 
 def _resnet_bk_backend(model, device: str) -> str:
-    from ..kernels import resolve_backend
+    from ..ops.bk import resolve_backend
     cfg_backend = model.config.scan_backend
     return resolve_backend(None if cfg_backend == "auto" else cfg_backend, device)
 

@@ -45,7 +45,7 @@ import math
 
 import torch
 
-from ..kernels.naive import full_green_diagonal
+from ..ops.bk.naive import full_green_diagonal
 
 RTYPE, CTYPE = torch.float64, torch.complex128
 

@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from ..kernels.naive import full_green_diagonal
+from ..ops.bk.naive import full_green_diagonal
 from .mourre import surface_green
 from .operators import CTYPE, RTYPE, as_complex, dense_hamiltonian
 

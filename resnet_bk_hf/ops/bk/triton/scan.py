@@ -100,7 +100,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .naive import State
+from ..naive import State
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -1883,7 +1883,7 @@ def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optio
     """
     tensors = (a, hop, u, c_re, c_im, z_re, z_im) + (tuple(state) if state is not None else ())
     if any(t.dtype == torch.float64 for t in tensors):
-        from .recurrent import causal_resolvent_scan_recurrent
+        from ..recurrent import causal_resolvent_scan_recurrent
         return causal_resolvent_scan_recurrent(a, hop, u, c_re, c_im, z_re, z_im, state)
     if u.device.type != "cuda" and not _interpret():
         raise RuntimeError("the Triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")

@@ -26,7 +26,7 @@ BACKENDS = ("auto", "naive", "recurrent", "triton", "parallel")
 
 def triton_available() -> bool:
     try:
-        from . import triton_scan  # noqa: F401
+        from . import triton  # noqa: F401
     except Exception:  # ImportError, or Triton present but broken
         return False
     return True
@@ -53,7 +53,7 @@ def causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[Sta
     if name == "parallel":
         return causal_resolvent_scan_parallel(a, hop, u, c_re, c_im, z_re, z_im, state)
     if name == "triton":
-        from .triton_scan import causal_resolvent_scan_triton
+        from .triton import causal_resolvent_scan_triton
         return causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state)
     return causal_resolvent_scan_recurrent(a, hop, u, c_re, c_im, z_re, z_im, state)
 
