@@ -6,6 +6,8 @@ from numbers import Integral, Real
 
 from transformers import PretrainedConfig
 
+from .validation import check_bool, check_choice, check_float, check_int, check_range_pair, need
+
 MIXER_MODES = ("resolvent", "diag")
 FFN_TYPES = ("mlp", "swiglu")
 HOPPING_MODES = ("constant", "learned", "input")
@@ -13,36 +15,24 @@ SCAN_BACKENDS = ("auto", "naive", "recurrent", "triton", "parallel")
 POSITIONAL_POTENTIALS = (None, "prime_bump")
 
 
+def _where(name: str) -> str:
+    return f"ResNetBKConfig.{name}"
+
+
 def _need(name, ok: bool, allowed: str, value):
-    if not ok:
-        raise ValueError(f"ResNetBKConfig.{name} must be {allowed}, got {value!r}")
+    need(_where(name), ok, allowed, value)
 
 
 def _int(name, value, low, high=None):
-    ok = isinstance(value, Integral) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-    _need(name, ok, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""), value)
+    check_int(_where(name), value, low, high)
 
 
 def _float(name, value, low=None, high=None, low_open=False, allow_none=False):
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    rng = "a finite number"
-    if low is not None:
-        rng += f" {'>' if low_open else '>='} {low}"
-    if high is not None:
-        rng += f" and <= {high}"
-    if allow_none:
-        rng += " (or None to disable)"
-    _need(name, ok, rng, value)
+    check_float(_where(name), value, low, high, low_open=low_open, allow_none=allow_none)
 
 
 def _choice(name, value, choices):
-    _need(name, value in choices, f"one of {choices}", value)
+    check_choice(_where(name), value, choices)
 
 
 class ResNetBKConfig(PretrainedConfig):
@@ -178,21 +168,15 @@ class ResNetBKConfig(PretrainedConfig):
             _need("hop_value", self.hop_value < self.hop_max, f"< hop_max={self.hop_max} in learned mode",
                   self.hop_value)
         _float("eta_min", self.eta_min, 0.0, low_open=True)
-        for name, rng, low in (("eta_init_range", self.eta_init_range, self.eta_min),
-                               ("lambda_init_range", self.lambda_init_range, None)):
-            ok = (isinstance(rng, (list, tuple)) and len(rng) == 2
-                  and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in rng)
-                  and rng[0] <= rng[1] and (low is None or rng[0] > low))
-            bound = "" if low is None else f" with low > eta_min={low}"
-            _need(name, ok, f"a pair (low, high) of finite numbers, low <= high{bound}", rng)
+        check_range_pair(_where("eta_init_range"), self.eta_init_range, low_above=self.eta_min)
+        check_range_pair(_where("lambda_init_range"), self.lambda_init_range)
         _float("potential_clamp", self.potential_clamp, 0.0, low_open=True, allow_none=True)
         _float("feature_clamp", self.feature_clamp, 0.0, low_open=True, allow_none=True)
         _float("rms_norm_eps", self.rms_norm_eps, 0.0, low_open=True)
         _float("initializer_range", self.initializer_range, 0.0, low_open=True)
         _choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
         _choice("positional_potential", self.positional_potential, POSITIONAL_POTENTIALS)
-        _need("positional_potential_learned", isinstance(self.positional_potential_learned, bool), "True or False",
-              self.positional_potential_learned)
+        check_bool(_where("positional_potential_learned"), self.positional_potential_learned)
         _float("prime_bump_eps", self.prime_bump_eps, 0.0, 1.0, low_open=True)
         _float("prime_bump_scale", self.prime_bump_scale)
         _int("positional_potential_length", self.positional_potential_length, 1, 16384)
