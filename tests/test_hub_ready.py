@@ -11,7 +11,7 @@ from transformers import pipeline
 from transformers.dynamic_module_utils import get_imports, get_relative_imports
 
 from resnet_bk_hf import ResNetBKForCausalLM
-from resnet_bk_hf.remote_code import AUTO_MAP, ENTRY_POINT, REMOTE_CODE_FILES
+from resnet_bk_hf.remote_code import AUTO_MAP, ENTRY_POINT, import_closure
 from resnet_bk_hf.tokenization import load_tokenizer
 
 from conftest import ROOT, tiny_config
@@ -94,7 +94,10 @@ def test_written_code_needs_only_torch_and_transformers(tmp_path):
     model, _ = small_vocab_model()
     model.save_pretrained(tmp_path)
     written = {p.name for p in tmp_path.glob("*.py")}
-    assert written == set(REMOTE_CODE_FILES) | {ENTRY_POINT}
+    closure = import_closure()
+    assert written == {f"{m.flat_name}.py" for m in closure.values()} | {ENTRY_POINT}
+    # the closure reaches into subpackages (the scan operators), so the flat names are really computed
+    assert any("." in dotted for dotted in closure) and "ops_bk.py" in written
     for name in written:
         # what transformers' check_imports would demand on a Hub load: no Triton, no resnet_bk_hf
         assert set(get_imports(tmp_path / name)) <= {"__future__", "torch", "transformers", "math", "os", "shutil",
