@@ -79,10 +79,15 @@ class ScanConfig:
             raise ValueError(f"ScanConfig.w_factor_range must be a number in [0, 200] (octaves; 0 = off), got {v!r}")
         if self.dot_precision not in DOT_PRECISIONS:
             raise ValueError(f"ScanConfig.dot_precision must be one of {DOT_PRECISIONS}, got {self.dot_precision!r}")
-        # tl.dot needs every dimension >= 16; a sub-chunk cannot be longer than its chunk
-        if self.block_sub < 16 or self.block_sub > self.block_t:
-            raise ValueError(f"ScanConfig.block_sub must be a power of two with 16 <= block_sub <= block_t, "
-                             f"got block_sub={self.block_sub}, block_t={self.block_t}")
+        check_sub_chunks(self)
+
+
+def check_sub_chunks(cfg: ScanConfig) -> None:
+    """ValueError unless 16 <= block_sub <= block_t (tl.dot needs every dimension >= 16; a sub-chunk cannot be
+    longer than its chunk). Also run by the forward at each call, in case a config was edited after construction."""
+    if cfg.block_sub < 16 or cfg.block_sub > cfg.block_t:
+        raise ValueError(f"ScanConfig.block_sub must be a power of two with 16 <= block_sub <= block_t, "
+                         f"got block_sub={cfg.block_sub}, block_t={cfg.block_t}")
 
 
 def next_pow2(x: int) -> int:
@@ -105,4 +110,4 @@ def default_config(P: int, K: int) -> ScanConfig:
                       bwd_block_p=bwd_bp, bwd_num_warps=1, bwd_programs_per_sm=8)
 
 
-__all__ = ["DOT_PRECISIONS", "ScanConfig", "default_config", "next_pow2"]
+__all__ = ["DOT_PRECISIONS", "ScanConfig", "check_sub_chunks", "default_config", "next_pow2"]
