@@ -6,12 +6,14 @@ from numbers import Integral, Real
 
 from transformers import PretrainedConfig
 
-from .validation import check_bool, check_choice, check_float, check_int, check_range_pair, need
+from .ops.bk import BACKENDS as SCAN_BACKENDS
+from .ops.bk.scan_config import ScanConfig
+from .validation import (FieldError, build_dataclass, check_bool, check_choice, check_float, check_int,
+                         check_range_pair, need)
 
 MIXER_MODES = ("resolvent", "diag")
 FFN_TYPES = ("mlp", "swiglu")
 HOPPING_MODES = ("constant", "learned", "input")
-SCAN_BACKENDS = ("auto", "naive", "recurrent", "triton", "parallel")
 POSITIONAL_POTENTIALS = (None, "prime_bump")
 
 
@@ -33,6 +35,22 @@ def _float(name, value, low=None, high=None, low_open=False, allow_none=False):
 
 def _choice(name, value, choices):
     check_choice(_where(name), value, choices)
+
+
+def _scan_config(value):
+    """None, or a dict of ScanConfig fields that builds a valid ScanConfig; returns it with YAML-style values
+    coerced to the fields' types (so the layer builds the very ScanConfig checked here)."""
+    if value is None:
+        return None
+    where = _where("scan_config")
+    need(where, isinstance(value, dict), "a dict of ScanConfig fields, or None for the tuned defaults", value)
+    try:
+        built = build_dataclass(where, value, ScanConfig)
+    except FieldError:
+        raise
+    except (TypeError, ValueError) as err:   # ScanConfig's own checks name the ScanConfig field
+        raise FieldError(f"{where}: {err}") from err
+    return {name: getattr(built, name) for name in value}
 
 
 class ResNetBKConfig(PretrainedConfig):
@@ -60,7 +78,11 @@ class ResNetBKConfig(PretrainedConfig):
         feature_clamp: bound on the diag-mode features (seeds' feature clamp); None disables.
         rms_norm_eps, initializer_range, tie_word_embeddings: as usual in transformers.
         scan_backend: "auto" (Triton on CUDA, else the recurrent CPU path), "naive", "recurrent", "triton",
-            "parallel" (log-depth, real arithmetic: the form the ONNX export uses).
+            "parallel" (log-depth, real arithmetic: the form the ONNX export uses). How "auto", the environment
+            variable RESNET_BK_SCAN_BACKEND and the fallbacks (float64 -> recurrent) decide: ops/bk/dispatch.py.
+        scan_config: block sizes and options of the Triton kernels, a dict of `ops.bk.scan_config.ScanConfig`
+            fields (fields left out take ScanConfig's defaults); None = `default_config(head_dim, num_shifts)`,
+            the blocks measured fastest. Checked here by building the ScanConfig.
         positional_potential: None (off) or "prime_bump": a bias added to every head's raw potential by token
             position t, initialised to prime_bump_scale * V_eps(log(t + 1)) (`theory.primes`; positions past
             positional_potential_length use the last entry). Counted in real tokens (padding does not advance
@@ -99,6 +121,7 @@ class ResNetBKConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         tie_word_embeddings: bool = True,
         scan_backend: str = "auto",
+        scan_config: dict | None = None,
         positional_potential: str | None = None,
         positional_potential_learned: bool = False,
         prime_bump_eps: float = 0.5,
@@ -134,6 +157,7 @@ class ResNetBKConfig(PretrainedConfig):
         self.rms_norm_eps = rms_norm_eps
         self.initializer_range = initializer_range
         self.scan_backend = scan_backend
+        self.scan_config = _scan_config(scan_config)
         self.positional_potential = positional_potential
         self.positional_potential_learned = positional_potential_learned
         self.prime_bump_eps = prime_bump_eps
@@ -175,6 +199,7 @@ class ResNetBKConfig(PretrainedConfig):
         _float("rms_norm_eps", self.rms_norm_eps, 0.0, low_open=True)
         _float("initializer_range", self.initializer_range, 0.0, low_open=True)
         _choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
+        _scan_config(self.scan_config)
         _choice("positional_potential", self.positional_potential, POSITIONAL_POTENTIALS)
         check_bool(_where("positional_potential_learned"), self.positional_potential_learned)
         _float("prime_bump_eps", self.prime_bump_eps, 0.0, 1.0, low_open=True)

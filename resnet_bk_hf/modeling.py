@@ -1,15 +1,17 @@
 """ResNet-BK causal language model for Hugging Face transformers.
 
-Read top to bottom: RMSNorm -> BK mixer -> FFN -> block -> model -> heads.
-The BK mixer is the causal resolvent of a learned tridiagonal Hamiltonian
+Read top to bottom: the cache -> the block (RMSNorm, BK layer, FFN) -> the pretrained base (init, saving) ->
+output classes and input checks -> the model -> the heads. The layers themselves live in `layers/` with
+explicit constructor arguments; this file only translates a `ResNetBKConfig` into them
+(`bk_layer_arguments`). The BK layer is the causal resolvent of a learned tridiagonal Hamiltonian
 (DESIGN.md 2.1, 2.5): per head and spectral shift z_k,
 
     g_t = 1 / (a_t - z_k - b_t^2 g_{t-1}),   y_t = g_t (u_t - b_t y_{t-1}),
     o_t = sum_k Re(conj(C_{t,k}) y_t^(k))
 
-with potential a_t = h0_diag + v(x_t), hopping b_t, values u(x_t) and readout
-C(x_t) all computed from the token's hidden state. The scan itself lives in
-`kernels/` (readable reference, CPU recurrent path, Triton on CUDA).
+with potential a_t = h0_diag + v(x_t), hopping b_t, values u(x_t) and readout C(x_t) all computed from the
+token's hidden state. The scan lives in `ops/bk/` (one dispatcher over the readable reference, the CPU
+recurrent path, the log-depth form and the Triton kernels).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from transformers.utils import ModelOutput
 
 from .configuration import ResNetBKConfig
-from .ops.bk import causal_green_naive, causal_resolvent_scan
+from .layers import BKLayer, FeedForward, RMSNorm
+from .ops.bk import BKState
 
 try:  # transformers >= 5: init helpers that skip weights already loaded from a checkpoint
     from transformers import initialization as _init
@@ -43,6 +46,11 @@ except ImportError:  # pragma: no cover
 # `cache_params=` keyword into `cache=`); before, recurrent models (Mamba, 4.57 included) used `cache_params`.
 # The outputs below carry the field under this version's name and read under both; forward takes both.
 CACHE_FIELD = "cache" if _CACHE_NAMES[0] == "cache" else "cache_params"
+
+# The old names of the layers (checkpoints are unaffected: parameter names come from attributes).
+ResNetBKMixer = BKLayer
+ResNetBKRMSNorm = RMSNorm
+ResNetBKFeedForward = FeedForward
 
 
 def _one_cache(cache, cache_params):
@@ -70,18 +78,13 @@ def _copy_(t, value):
         return t.copy_(value)
 
 
-def _scan_precision(x: torch.Tensor) -> torch.Tensor:
-    """The scan runs in float32 at least (float64 stays float64, for references and gradcheck)."""
-    return x if x.dtype == torch.float64 else x.float()
-
-
 class ResNetBKCache:
     """Recurrent state of every layer: O(1) memory in the context length.
 
-    Per layer: g (B, H, K, 2) and y (B, H, K, P, 2), complex numbers as real pairs,
-    float32. `seqlen_offset` counts the tokens already absorbed; `last_mask` is
-    the attention mask of the last absorbed position (a padded last position
-    must not couple to the next token).
+    `states[i]` is layer i's `BKState` (g (B, H, K, 2), y (B, H, K, P, 2), P = 0 in diag mode; float32, or
+    float64 for a float64 model), or None before the first token. `seqlen_offset` counts the tokens already
+    absorbed; `last_mask` is the attention mask of the last absorbed position (a padded last position must
+    not couple to the next token); `positions` the real tokens absorbed per row (positional potential only).
     """
 
     is_compileable = False
@@ -90,23 +93,32 @@ class ResNetBKCache:
         self.config = config
         self.batch_size = batch_size
         self.device = device
-        self.states: List[Optional[Tuple[torch.Tensor, torch.Tensor]]] = [None] * config.num_hidden_layers
+        self.states: List[Optional[BKState]] = [None] * config.num_hidden_layers
         self.seqlen_offset = 0
         self.last_mask: Optional[torch.Tensor] = None
-        self.positions: Optional[torch.Tensor] = None  # real tokens absorbed per row (positional potential only)
+        self.positions: Optional[torch.Tensor] = None
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seqlen_offset
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Select batch rows (beam search)."""
-        for i, state in enumerate(self.states):
-            if state is not None:
-                self.states[i] = tuple(s.index_select(0, beam_idx.to(s.device)) for s in state)
+        self.states = [None if s is None else BKState(*s).index_select(beam_idx) for s in self.states]
         if self.last_mask is not None:
             self.last_mask = self.last_mask.index_select(0, beam_idx.to(self.last_mask.device))
         if self.positions is not None:
             self.positions = self.positions.index_select(0, beam_idx.to(self.positions.device))
+
+    def advance(self, length: int, attention_mask: Optional[torch.Tensor],
+                next_positions: Optional[torch.Tensor]) -> None:
+        """After a forward of `length` tokens (the layers have stored their states already)."""
+        self.seqlen_offset += length
+        if next_positions is not None:
+            self.positions = next_positions
+        if attention_mask is not None:
+            self.last_mask = attention_mask[:, -1].clone()
+        elif self.last_mask is not None:
+            self.last_mask = torch.ones_like(self.last_mask)
 
     def reset(self) -> None:
         self.states = [None] * len(self.states)
@@ -115,149 +127,18 @@ class ResNetBKCache:
         self.positions = None
 
 
-class ResNetBKRMSNorm(nn.Module):
-    def __init__(self, hidden_size: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.eps = eps
-
-    def forward(self, x):
-        x32 = _scan_precision(x)
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
-
-
-class ResNetBKMixer(nn.Module):
-    """The BK layer: input-dependent tridiagonal Hamiltonian, causal resolvent scan, gated output."""
-
-    def __init__(self, config: ResNetBKConfig, layer_idx: int):
-        super().__init__()
-        self.config = config
-        self.layer_idx = layer_idx
-        D, H, K = config.hidden_size, config.num_heads, config.num_shifts
-        self.num_heads, self.num_shifts, self.head_dim = H, K, D // H
-        # One input projection, split into named parts (one matmul instead of five).
-        self.split_sizes = {"potential": H}
-        if config.hopping_mode == "input":
-            self.split_sizes["hopping"] = H
-        if config.mixer_mode == "resolvent":
-            self.split_sizes["values"] = D
-            self.split_sizes["readout"] = 2 * H * K
-        self.split_sizes["gate"] = D
-        self.in_proj = nn.Linear(D, sum(self.split_sizes.values()), bias=True)
-        if config.mixer_mode == "diag":
-            self.feature_proj = nn.Linear(2 * H * K, D, bias=False)
-        if config.hopping_mode == "learned":
-            self.hopping_logit = nn.Parameter(torch.zeros(H))
-        # z = shift_energy + i (eta_min + softplus(shift_width)): Im z >= eta_min > 0 always.
-        self.shift_energy = nn.Parameter(torch.zeros(H, K))
-        self.shift_width = nn.Parameter(torch.zeros(H, K))
-        self.out_proj = nn.Linear(D, D, bias=False)
-        self.out_proj.is_residual_output = True   # depth-scaled init (_init_weights)
-        if config.positional_potential is not None:
-            # A bias on the potential by token position (theory.primes); a frozen parameter when not learned.
-            self.positional_potential = nn.Parameter(torch.zeros(config.positional_potential_length, H),
-                                                     requires_grad=config.positional_potential_learned)
-
-    def reset_positional_potential(self):
-        if self.config.positional_potential == "prime_bump":
-            from .theory.primes import positional_prime_bump
-            cfg = self.config
-            table = positional_prime_bump(cfg.positional_potential_length, cfg.prime_bump_eps, cfg.prime_bump_scale)
-            _copy_(self.positional_potential, table[:, None].expand(-1, self.num_heads).to(torch.float32).clone())
-
-    def positional_bias(self, positions: torch.Tensor) -> torch.Tensor:
-        """(B, N, H) bias for token positions (B, N); positions past the table use its last entry."""
-        table = _scan_precision(self.positional_potential)
-        return table[positions.clamp(max=table.shape[0] - 1)]
-
-    def reset_shift_parameters(self):
-        """Energies spread over the band of H0, widths log-uniform in eta_init_range."""
-        cfg, K = self.config, self.num_shifts
-        lo, hi = cfg.lambda_init_range
-        energy = torch.linspace(lo, hi, K + 2)[1:-1] if K > 0 else torch.zeros(0)
-        e_lo, e_hi = cfg.eta_init_range
-        eta = torch.exp(torch.linspace(math.log(e_lo), math.log(e_hi), K))
-        # softplus^-1(eta - eta_min)
-        width = torch.log(torch.expm1(torch.clamp(eta - cfg.eta_min, min=1e-6)))
-        _copy_(self.shift_energy, energy.expand(self.num_heads, K).clone())
-        _copy_(self.shift_width, width.expand(self.num_heads, K).clone())
-        if cfg.hopping_mode == "learned":
-            p = cfg.hop_value / cfg.hop_max
-            _copy_(self.hopping_logit, torch.full((self.num_heads,), math.log(p / (1 - p))))
-
-    def shifts(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        z_re = _scan_precision(self.shift_energy)
-        z_im = self.config.eta_min + F.softplus(_scan_precision(self.shift_width))
-        return z_re, z_im
-
-    def hopping(self, raw: Optional[torch.Tensor], shape, dtype) -> torch.Tensor:
-        cfg = self.config
-        if cfg.hopping_mode == "constant":
-            return torch.full(shape, cfg.hop_value, device=self.shift_energy.device, dtype=dtype)
-        if cfg.hopping_mode == "learned":
-            return (cfg.hop_max * torch.sigmoid(_scan_precision(self.hopping_logit))).expand(shape)
-        return cfg.hop_max * torch.sigmoid(_scan_precision(raw))
-
-    def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None, positions=None):
-        cfg = self.config
-        B, N, D = x.shape
-        H, K, P = self.num_heads, self.num_shifts, self.head_dim
-        parts = dict(zip(self.split_sizes, self.in_proj(x).split(list(self.split_sizes.values()), dim=-1)))
-        v = _scan_precision(parts["potential"])
-        if positions is not None:
-            v = v + self.positional_bias(positions)
-        if cfg.potential_clamp is not None:
-            v = cfg.potential_clamp * torch.tanh(v / cfg.potential_clamp)
-        a = cfg.h0_diag + v                                            # (B, N, H)
-        hop = self.hopping(parts.get("hopping"), (B, N, H), v.dtype)
-        if attention_mask is not None:
-            # A position after a padded one starts afresh: its hopping to the past is 0.
-            m = attention_mask.to(hop.dtype)
-            first = prev_mask.to(hop.dtype)[:, None] if prev_mask is not None else torch.ones_like(m[:, :1])
-            hop = hop * torch.cat([first, m[:, :-1]], dim=1)[..., None]
-        if doc_start is not None:
-            # A packed document starts here: no hopping to the previous one, so both recursions restart.
-            hop = hop * (~doc_start).to(device=hop.device, dtype=hop.dtype)[..., None]
-        z_re, z_im = self.shifts()
-        if cfg.mixer_mode == "resolvent":
-            u = parts["values"].view(B, N, H, P)
-            if attention_mask is not None:
-                u = u * attention_mask.to(u.dtype)[:, :, None, None]
-            c_re, c_im = parts["readout"].view(B, N, H, K, 2).unbind(-1)
-            o, new_state = causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, state,
-                                                 backend=None if cfg.scan_backend == "auto" else cfg.scan_backend)
-            o = o.reshape(B, N, D)
-        else:  # "diag": the seeds' features [Re g_t, Im g_t]
-            g0 = None if state is None else torch.view_as_complex(_scan_precision(state[0]).contiguous())
-            g = causal_green_naive(a, hop, z_re, z_im, g0)             # (B, N, H, K) complex
-            feats = torch.view_as_real(g).reshape(B, N, 2 * H * K)
-            if cfg.feature_clamp is not None:
-                feats = feats.clamp(-cfg.feature_clamp, cfg.feature_clamp)
-            o = self.feature_proj(feats.to(x.dtype))
-            new_state = (torch.view_as_real(g[:, -1]).contiguous(),)
-        o = o.to(x.dtype) * F.silu(parts["gate"])
-        return self.out_proj(o), new_state
-
-
-class ResNetBKFeedForward(nn.Module):
-    def __init__(self, config: ResNetBKConfig):
-        super().__init__()
-        D, F_ = config.hidden_size, config.intermediate_size
-        self.swiglu = config.ffn_type == "swiglu"
-        self.up_proj = nn.Linear(D, 2 * F_ if self.swiglu else F_, bias=False)
-        # Plain init (not depth-scaled like the mixer's out_proj): what the measured comparison runs used; the
-        # depth-scaled variant learned more slowly where both were tried (docs/training.md, "init fix").
-        self.down_proj = nn.Linear(F_, D, bias=False)
-
-    def forward(self, x):
-        h = self.up_proj(x)
-        if self.swiglu:
-            gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        else:
-            h = F.gelu(h)
-        return self.down_proj(h)
+def bk_layer_arguments(config: ResNetBKConfig) -> dict:
+    """The BKLayer constructor arguments a config describes (everything but layer_idx)."""
+    return dict(hidden_size=config.hidden_size, num_heads=config.num_heads, num_shifts=config.num_shifts,
+                mode=config.mixer_mode, hopping_mode=config.hopping_mode, hop_value=config.hop_value,
+                hop_max=config.hop_max, h0_diag=config.h0_diag, eta_min=config.eta_min,
+                eta_init_range=tuple(config.eta_init_range), lambda_init_range=tuple(config.lambda_init_range),
+                potential_clamp=config.potential_clamp, feature_clamp=config.feature_clamp,
+                positional_potential=config.positional_potential,
+                positional_potential_length=config.positional_potential_length,
+                positional_potential_learned=config.positional_potential_learned,
+                prime_bump_eps=config.prime_bump_eps, prime_bump_scale=config.prime_bump_scale,
+                scan_backend=config.scan_backend, scan_config=config.scan_config)
 
 
 class ResNetBKBlock(nn.Module):
@@ -265,13 +146,14 @@ class ResNetBKBlock(nn.Module):
 
     def __init__(self, config: ResNetBKConfig, layer_idx: int):
         super().__init__()
-        self.mixer_norm = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mixer = ResNetBKMixer(config, layer_idx)
-        self.ffn_norm = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.ffn = ResNetBKFeedForward(config)
+        self.mixer_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mixer = BKLayer(**bk_layer_arguments(config), layer_idx=layer_idx)
+        self.ffn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.ffn_type)
 
     def forward(self, x, attention_mask=None, prev_mask=None, state=None, doc_start=None, positions=None):
-        mixed, new_state = self.mixer(self.mixer_norm(x), attention_mask, prev_mask, state, doc_start, positions)
+        mixed, new_state = self.mixer(self.mixer_norm(x), state=state, attention_mask=attention_mask,
+                                      prev_mask=prev_mask, doc_start=doc_start, positions=positions)
         x = x + mixed
         x = x + self.ffn(self.ffn_norm(x))
         return x, new_state
@@ -298,11 +180,11 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
                 _zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             _normal_(module.weight, std)
-        elif isinstance(module, ResNetBKRMSNorm):
+        elif isinstance(module, RMSNorm):
             _ones_(module.weight)
-        elif isinstance(module, ResNetBKMixer):
-            module.reset_shift_parameters()
-            module.reset_positional_potential()
+        elif isinstance(module, BKLayer):
+            module.reset_shift_parameters(_copy_)   # with the helper that leaves loaded weights alone
+            module.reset_positional_potential(_copy_)
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
@@ -428,12 +310,32 @@ def _document_starts(position_ids, batch_and_length, has_state: bool):
     return starts.expand(batch, length)
 
 
+def _potential_positions(config, position_ids, attention_mask, cache, x):
+    """(positions (B, N) for the positional potential, the cache's `positions` after this call), or (None, None).
+
+    Given position_ids (packed documents restart at 0) are the positions: a packed document sees the positional
+    potential it would see alone. Otherwise a position counts the real tokens before it in its row (padding does
+    not count), continued from the cache.
+    """
+    if config.positional_potential is None:
+        return None, None
+    batch, length = x.shape[:2]
+    if position_ids is not None:
+        positions = position_ids.to(x.device).long().expand(batch, length)
+        return positions, positions[:, -1] + 1
+    seen = cache.positions if cache is not None and cache.positions is not None \
+        else torch.zeros(batch, dtype=torch.long, device=x.device)
+    real = attention_mask.long() if attention_mask is not None else torch.ones(batch, length, dtype=torch.long,
+                                                                              device=x.device)
+    return (seen[:, None] + real.cumsum(1) - 1).clamp(min=0), seen + real.sum(1)
+
+
 class ResNetBKModel(ResNetBKPreTrainedModel):
     def __init__(self, config: ResNetBKConfig):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=None)
         self.layers = nn.ModuleList([ResNetBKBlock(config, i) for i in range(config.num_hidden_layers)])
-        self.norm_f = ResNetBKRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm_f = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -453,18 +355,7 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
         output_hidden_states = bool(output_hidden_states)
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         _check_position_ids(position_ids, x.shape[0], x.shape[1])
-        positions = None
-        if self.config.positional_potential is not None and position_ids is not None:
-            # Given position_ids (packed documents restart at 0) are the positions: a packed document sees the
-            # positional potential it would see alone.
-            positions = position_ids.to(x.device).long().expand(x.shape[0], x.shape[1])
-        elif self.config.positional_potential is not None:
-            # Position = real tokens before this one in the row (padding does not count), continued from the cache.
-            seen = cache.positions if cache is not None and cache.positions is not None \
-                else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-            real = attention_mask.long() if attention_mask is not None else torch.ones(x.shape[:2], dtype=torch.long,
-                                                                                      device=x.device)
-            positions = (seen[:, None] + real.cumsum(1) - 1).clamp(min=0)
+        positions, next_positions = _potential_positions(self.config, position_ids, attention_mask, cache, x)
         # (traced or recorded: the mask is kept; the masked path gives the same result for an all-ones mask)
         if attention_mask is not None and not _host_reads_forbidden() and bool(attention_mask.all()) and (
                 cache is None or cache.last_mask is None or bool(cache.last_mask.all())):
@@ -487,21 +378,12 @@ class ResNetBKModel(ResNetBKPreTrainedModel):
             else:
                 x, new_state = block(x, attention_mask, prev_mask, state, doc_start, positions)
             if cache is not None:
-                cache.states[i] = tuple(s.detach() for s in new_state) if not torch.is_grad_enabled() \
-                    else new_state
+                cache.states[i] = new_state if torch.is_grad_enabled() else new_state.detach()
         x = self.norm_f(x)
         if output_hidden_states:
             all_hidden.append(x)
         if cache is not None:
-            cache.seqlen_offset += x.shape[1]
-            if positions is not None and position_ids is not None:
-                cache.positions = positions[:, -1] + 1
-            elif positions is not None:
-                cache.positions = seen + real.sum(1)
-            if attention_mask is not None:
-                cache.last_mask = attention_mask[:, -1].clone()
-            elif cache.last_mask is not None:
-                cache.last_mask = torch.ones_like(cache.last_mask)
+            cache.advance(x.shape[1], attention_mask, next_positions)
         out = ResNetBKOutput(last_hidden_state=x, **{CACHE_FIELD: cache if use_cache else None},
                              hidden_states=tuple(all_hidden) if output_hidden_states else None)
         return out if return_dict else out.to_tuple()

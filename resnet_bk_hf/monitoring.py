@@ -1,8 +1,8 @@
 """Spectral monitoring of a ResNet-BK model during training: a TrainerCallback and a stability dashboard.
 
-Every `every_n_steps` the callback runs the model (no grad) on a fixed probe batch, rebuilds each layer's
-Hamiltonian per head (`theory.model_operators`, through hooks: nothing runs inside the mixer) and measures,
-per layer l, head h, shift k and probe row b:
+Every `every_n_steps` the callback runs the model (no grad) on a fixed probe batch, reads each layer's
+Hamiltonian per head (`theory.model_operators`: hooks and the layer's own `hamiltonian(...)`; nothing runs
+inside the mixer) and measures, per layer l, head h, shift k and probe row b:
 
     s2            ||K(z_hk)||_S2, K = |v|^{1/2} (H0 - z)^{-1} v^{1/2} (the Birman–Schwinger operator)
     s2_bound      sqrt((1/eta) sum_t v_t^2 Im R0(z)_tt)  (exact Ward-identity bound; `theory.operators`)
@@ -13,11 +13,11 @@ per layer l, head h, shift k and probe row b:
 
 and logs, per layer, the worst case over heads, shifts and rows (`spectral/layer{l}/...`), plus the per-head
 maximum of s2 (`spectral/layer{l}/head{h}/s2`). With `max_s2`, a head whose s2 exceeds it has its potential
-(the potential rows of in_proj, and a learned positional bias) multiplied by max_s2 / s2 after the optimizer
-step: K is linear in v, so this is exact without the potential clamp and an under-correction with it
-(c tanh(s y / c) >= s c tanh(y / c)). Clipping a layer changes the input of the layers above it, so the
-probe is measured again and clipping repeated, at most once per layer; `clipped` records the scales and the
-largest s2 left.
+(its row among `BKLayer.potential_rows()` of in_proj, and a learned positional bias) multiplied by
+max_s2 / s2 after the optimizer step: K is linear in v, so this is exact without the potential clamp and an
+under-correction with it (c tanh(s y / c) >= s c tanh(y / c)). Clipping a layer changes the input of the layers
+above it, so the probe is measured again and clipping repeated, at most once per layer; `clipped` records the
+scales and the largest s2 left.
 
 The dashboard writes the scalars to TensorBoard (`tensorboard_dir`, needs the `tensorboard` package) and a
 PNG summary (`png_path`) at the end of training, or on demand with `plot_stability_dashboard`.
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from .theory.model_operators import LayerHamiltonian, bk_mixers, model_hamiltonians
+from .theory.model_operators import LayerHamiltonian, bk_layers, model_hamiltonians
 from .theory.operators import (
     birman_schwinger_lattice,
     dense_hamiltonian,
@@ -93,12 +93,8 @@ def spectral_report(model, input_ids: torch.Tensor, attention_mask=None, compute
 def clip_potential_s2(model, head_s2: dict, max_s2: float) -> dict:
     """Scale each head's potential by max_s2 / s2 where s2 > max_s2; returns {(layer, head): scale} applied."""
     applied = {}
-    for mixer in bk_mixers(model):
-        start = 0
-        for name, size in mixer.split_sizes.items():   # the potential's rows inside in_proj
-            if name == "potential":
-                break
-            start += size
+    for mixer in bk_layers(model):
+        rows = mixer.potential_rows()
         for h in range(mixer.num_heads):
             s2 = head_s2.get((mixer.layer_idx, h))
             if s2 is None:
@@ -111,9 +107,9 @@ def clip_potential_s2(model, head_s2: dict, max_s2: float) -> dict:
             if s2 <= max_s2:
                 continue
             scale = max_s2 / s2
-            mixer.in_proj.weight[start + h].mul_(scale)
+            mixer.in_proj.weight[rows.start + h].mul_(scale)
             if mixer.in_proj.bias is not None:
-                mixer.in_proj.bias[start + h].mul_(scale)
+                mixer.in_proj.bias[rows.start + h].mul_(scale)
             table = getattr(mixer, "positional_potential", None)
             if table is not None and table.requires_grad:
                 table[:, h].mul_(scale)

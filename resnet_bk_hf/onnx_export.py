@@ -11,13 +11,13 @@ y (batch, heads, shifts, head_dim, 2), plus the attention mask of the last absor
 (a padded last position does not couple to the next token). Zeros and a mask of ones are the empty
 cache, so the with-state graph does the prefill and every decoding step.
 
-The scan is exported in the log-depth form of `kernels/parallel.py` (an ONNX Loop of ceil(log2 N)
-wide steps; why: docs/ecosystem.md). `export_onnx` uses torch.onnx directly and needs only onnx;
+The scan is exported in the log-depth form of `ops/bk/parallel.py` (an ONNX Loop of ceil(log2 N)
+wide steps; why: docs/ecosystem.md), chosen with `ops.bk.forced_backend("parallel")` around the trace:
+the model and its config are not touched. `export_onnx` uses torch.onnx directly and needs only onnx;
 `optimum_onnx.py` exports the same graphs through Optimum (transformers < 4.58).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import warnings
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .modeling import ResNetBKCache, ResNetBKForCausalLM
+from .ops.bk import BKState, forced_backend
 
 FULL_MODEL_FILE = "model.onnx"
 WITH_STATE_MODEL_FILE = "model_with_state.onnx"
@@ -50,23 +51,12 @@ def state_shapes(config) -> Dict[str, Tuple[str, ...]]:
 def check_exportable(config) -> None:
     if config.mixer_mode != "resolvent":
         raise ValueError(f"ONNX export supports mixer_mode='resolvent' only, got mixer_mode={config.mixer_mode!r} "
-                         "(the diag mode's g scan is complex-valued and has no real-pair form yet)")
+                         "(the graphs' state inputs and outputs are the resolvent mode's g and y)")
     if config.positional_potential is not None:
         # The with-state graph carries g and y only: a step would restart the positional bias at position 0.
         raise ValueError("ONNX export does not support positional_potential="
                          f"{config.positional_potential!r} yet: the with-state graph has no position input, so "
                          "step-by-step decoding would use the wrong positional potential")
-
-
-@contextlib.contextmanager
-def scan_backend(model: nn.Module, backend: str):
-    """Run the model's BK scans with `backend` inside the block (every layer shares model.config)."""
-    old = model.config.scan_backend
-    model.config.scan_backend = backend
-    try:
-        yield model
-    finally:
-        model.config.scan_backend = old
 
 
 class ResNetBKOnnxDecoder(nn.Module):
@@ -90,7 +80,7 @@ class ResNetBKOnnxDecoder(nn.Module):
         cache = None
         if self.with_state:
             cache = ResNetBKCache(self.model.config, input_ids.shape[0], input_ids.device)
-            cache.states = [(past_states[2 * i], past_states[2 * i + 1]) for i in range(len(cache.states))]
+            cache.states = [BKState(past_states[2 * i], past_states[2 * i + 1]) for i in range(len(cache.states))]
             cache.last_mask = past_last_mask
         out = self.model_forward(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                                  use_cache=self.with_state, return_dict=True)
@@ -135,7 +125,7 @@ def _export_graph(model, path: Path, with_state: bool, opset: int):
     wrapper = ResNetBKOnnxDecoder(model, with_state).eval()
     args = example_inputs(model.config, with_state)
     inputs, outputs, axes = io_names_and_axes(model.config, with_state)
-    with torch.no_grad(), scan_backend(model, "parallel"), warnings.catch_warnings():
+    with torch.no_grad(), forced_backend("parallel"), warnings.catch_warnings():
         # TracerWarnings: the model's input checks (int(ids.max()) etc.) become constants, as intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # The TorchScript exporter is deprecated in torch >= 2.9, but it is the one that turns the scripted

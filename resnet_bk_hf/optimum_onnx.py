@@ -35,8 +35,8 @@ from optimum.utils import DEFAULT_DUMMY_SHAPES, DummyInputGenerator, DummyTextIn
 
 from .modeling import ResNetBKCausalLMOutput
 from .onnx_export import (DEFAULT_OPSET, FULL_MODEL_FILE, WITH_STATE_MODEL_FILE, ResNetBKOnnxDecoder, _load,
-                          check_exportable, io_names_and_axes, scan_backend, state_names, state_shapes,
-                          write_model_files)
+                          check_exportable, io_names_and_axes, state_names, state_shapes, write_model_files)
+from .ops.bk import forced_backend
 
 
 class ResNetBKDummyStateGenerator(DummyInputGenerator):
@@ -79,7 +79,7 @@ class ResNetBKModelPatcher(ModelPatcher):
 
     def __enter__(self):
         super().__enter__()
-        self._backend = scan_backend(self._model, "parallel")
+        self._backend = forced_backend("parallel")   # every BK scan of the trace: the ONNX form
         self._backend.__enter__()
 
     def __exit__(self, exc_type, exc_value, traceback):

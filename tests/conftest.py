@@ -36,11 +36,11 @@ def widened_model(**kwargs):
     the potentials near 0, and the tests need a Hamiltonian far from trivial."""
     import torch
     from resnet_bk_hf import ResNetBKForCausalLM
-    from resnet_bk_hf.modeling import ResNetBKMixer
+    from resnet_bk_hf.layers import BKLayer
     model = ResNetBKForCausalLM(tiny_config(**kwargs)).eval()
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, ResNetBKMixer):
+            if isinstance(m, BKLayer):
                 m.in_proj.weight.normal_(0, 0.5)
     return model
 

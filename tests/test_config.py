@@ -44,3 +44,27 @@ def test_defaults_and_aliases_round_trip(tmp_path):
     again = ResNetBKConfig.from_pretrained(tmp_path)
     assert again.to_dict()["num_shifts"] == cfg.num_shifts and again.hidden_size == 64
     assert ResNetBKConfig(potential_clamp=None, feature_clamp=None).potential_clamp is None
+
+
+def test_scan_config_is_checked_by_building_the_scan_config(tmp_path):
+    from resnet_bk_hf.validation import FieldError
+    with pytest.raises(FieldError, match=r"ResNetBKConfig\.scan_config: ScanConfig\.block_t must be a power of two"):
+        ResNetBKConfig(scan_config={"block_t": 3})
+    with pytest.raises(FieldError, match=r"ResNetBKConfig\.scan_config: unknown key\(s\) \['blok_t'\]"):
+        ResNetBKConfig(scan_config={"blok_t": 64})
+    with pytest.raises(FieldError, match=r"ResNetBKConfig\.scan_config must be a dict of ScanConfig fields"):
+        ResNetBKConfig(scan_config=64)
+    assert ResNetBKConfig().scan_config is None                      # the tuned default_config(P, K)
+    cfg = ResNetBKConfig(scan_config={"block_t": "64", "num_warps": 8.0})   # as YAML may spell them
+    assert cfg.scan_config == {"block_t": 64, "num_warps": 8}
+    cfg.save_pretrained(tmp_path)
+    assert ResNetBKConfig.from_pretrained(tmp_path).scan_config == {"block_t": 64, "num_warps": 8}
+
+
+def test_model_hands_scan_settings_to_its_layers():
+    from resnet_bk_hf import ResNetBKForCausalLM
+    from resnet_bk_hf.ops.bk import ScanConfig
+    model = ResNetBKForCausalLM(ResNetBKConfig(vocab_size=32, hidden_size=16, num_heads=2, num_hidden_layers=2,
+                                               scan_backend="naive", scan_config={"block_t": 64}))
+    for block in model.model.layers:
+        assert block.mixer.scan_backend == "naive" and block.mixer.scan_config == ScanConfig(block_t=64)

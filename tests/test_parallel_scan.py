@@ -1,9 +1,11 @@
-"""The log-depth real-pair scan (kernels/parallel.py, the ONNX form) against the reference."""
+"""The log-depth real-pair scan (ops/bk/parallel.py, the ONNX form) against the reference."""
 import pytest
 import torch
 
 from resnet_bk_hf import ResNetBKForCausalLM
-from resnet_bk_hf.ops.bk import causal_resolvent_scan, causal_resolvent_scan_naive, causal_resolvent_scan_parallel
+from resnet_bk_hf.ops.bk import causal_resolvent_scan, forced_backend
+from resnet_bk_hf.ops.bk.naive import causal_resolvent_scan_naive
+from resnet_bk_hf.ops.bk.parallel import causal_resolvent_scan_parallel
 
 from conftest import tiny_config
 from test_scan_reference import random_problem
@@ -40,11 +42,16 @@ def test_parallel_float32_long_sequence_stays_finite_and_accurate(seed):
     assert err < 1e-4
 
 
-def test_model_with_parallel_backend_matches_recurrent(seed):
+@pytest.mark.parametrize("mixer_mode", ["resolvent", "diag"])
+def test_model_with_parallel_backend_matches_recurrent(seed, mixer_mode):
     ids = torch.randint(0, 97, (2, 19))
-    model = ResNetBKForCausalLM(tiny_config()).eval()
+    model = ResNetBKForCausalLM(tiny_config(mixer_mode=mixer_mode)).eval()
+    parallel = ResNetBKForCausalLM(tiny_config(mixer_mode=mixer_mode, scan_backend="parallel")).eval()
+    parallel.load_state_dict(model.state_dict())
     with torch.no_grad():
         ref = model(ids).logits
-        model.config.scan_backend = "parallel"
-        out = model(ids).logits
-    assert (out - ref).abs().max() < 1e-5
+        out = parallel(ids).logits
+        with forced_backend("parallel"):    # the ONNX export's override: the model and its config untouched
+            forced = model(ids).logits
+    assert model.config.scan_backend == "auto" and model.model.layers[0].mixer.scan_backend == "auto"
+    assert (out - ref).abs().max() < 1e-5 and torch.equal(forced, out)

@@ -1,9 +1,12 @@
-"""The reference scans against their definition (dense prefix inverses) and each other."""
+"""The reference scans against their definition (dense prefix inverses) and each other; the dispatcher's
+choices and fallbacks."""
 import pytest
 import torch
 
-from resnet_bk_hf.ops.bk import (causal_green_naive, causal_resolvent_scan, causal_resolvent_scan_naive,
-                                  causal_resolvent_scan_recurrent, full_green_diagonal, tridiagonal_hamiltonian)
+from resnet_bk_hf.ops.bk import (BKState, causal_green, causal_resolvent_scan, causal_resolvent_scan_recurrent,
+                                  forced_backend, resolve_backend)
+from resnet_bk_hf.ops.bk.naive import causal_green_naive, causal_resolvent_scan_naive
+from resnet_bk_hf.theory.operators import full_green_diagonal, tridiagonal_hamiltonian
 
 f64 = torch.float64
 
@@ -24,7 +27,7 @@ def test_scan_equals_prefix_inverse(seed):
     ones, zeros = torch.ones(B, N, H, 1, dtype=f64), torch.zeros(B, N, H, 1, dtype=f64)
     y_re, _ = causal_resolvent_scan_naive(a, hop, u, ones, zeros, z_re, z_im)   # Re(conj(1) y)
     y_im, _ = causal_resolvent_scan_naive(a, hop, u, zeros, ones, z_re, z_im)   # Re(conj(i) y) = Im y
-    g = causal_green_naive(a, hop, z_re, z_im)
+    g = torch.view_as_complex(causal_green_naive(a, hop, z_re, z_im))
     for b in range(B):
         for h in range(H):
             z = torch.complex(z_re[h, 0], z_im[h, 0])
@@ -84,14 +87,15 @@ def test_chunked_with_state_equals_whole(seed, backend):
     first, s = causal_resolvent_scan(a[:, :cut], hop[:, :cut], u[:, :cut], c_re[:, :cut], c_im[:, :cut],
                                      z_re, z_im, backend=backend)
     second, s2 = causal_resolvent_scan(a[:, cut:], hop[:, cut:], u[:, cut:], c_re[:, cut:], c_im[:, cut:],
-                                       z_re, z_im, s, backend=backend)
+                                       z_re, z_im, state=s, backend=backend)
+    assert isinstance(s2, BKState) and s2.g.shape == (2, 2, 3, 2) and s2.y.shape == (2, 2, 3, 4, 2)
     assert torch.allclose(torch.cat([first, second], 1), whole, atol=1e-12)
     assert torch.allclose(s2[0], s_whole[0]) and torch.allclose(s2[1], s_whole[1])
 
 
 def test_green_bounds_hold_for_any_potential(seed):
     a, hop, *_ , z_re, z_im = random_problem(2, 300, 3, 4, 1, v_scale=100.0, hop_range=(0.0, 3.0))
-    g = causal_green_naive(a, hop, z_re, z_im)
+    g = torch.view_as_complex(causal_green_naive(a, hop, z_re, z_im))
     assert torch.isfinite(g).all()
     assert (g.imag > 0).all(), "Im g_t > 0 for Im z > 0"
     assert (g.abs() <= 1.0 / z_im + 1e-12).all(), "|g_t| <= 1/eta"
@@ -105,7 +109,7 @@ def test_float32_stability_at_long_length(seed):
     hop = torch.empty(1, N, H).uniform_(0.5, 1.0)
     z_re = torch.tensor([[-2.0, -0.5], [-3.9, -1.0]])
     z_im = torch.tensor([[0.05, 1.0], [0.01, 0.3]])
-    g = causal_green_naive(a, hop, z_re, z_im)
+    g = torch.view_as_complex(causal_green(a, hop, z_re, z_im)[0])   # the CPU default: recurrent
     assert torch.isfinite(torch.view_as_real(g)).all()
     assert (g.abs() <= (1.0 / z_im) * (1 + 1e-5)).all()
     u = torch.randn(1, N, H, 2)
@@ -118,3 +122,89 @@ def test_backend_switch_rejects_unknown():
     a, hop, u, c_re, c_im, z_re, z_im = random_problem(1, 3, 1, 1, 1)
     with pytest.raises(ValueError, match="scan backend must be one of"):
         causal_resolvent_scan(a, hop, u, c_re, c_im, z_re, z_im, backend="bk_v2")
+
+
+# ------------------------------------------------------------------------------------------ the dispatcher
+
+@pytest.fixture
+def fake_triton(monkeypatch):
+    """Triton "available", its scan replaced by a recorder: which calls reach the kernels, with what config."""
+    import sys
+    import types
+    from resnet_bk_hf.ops.bk import dispatch
+    calls = []
+
+    def scan(a, hop, u, c_re, c_im, z_re, z_im, state=None, config=None):
+        calls.append({"dtype": u.dtype, "config": config})
+        return causal_resolvent_scan_recurrent(a, hop, u, c_re, c_im, z_re, z_im, state)
+
+    module = types.ModuleType("resnet_bk_hf.ops.bk.triton")
+    module.causal_resolvent_scan_triton = scan
+    monkeypatch.setitem(sys.modules, "resnet_bk_hf.ops.bk.triton", module)
+    monkeypatch.setattr(dispatch, "triton_available", lambda: True)
+    monkeypatch.delenv("RESNET_BK_SCAN_BACKEND", raising=False)
+    return calls
+
+
+def test_backend_rules_argument_environment_and_forced(monkeypatch, fake_triton):
+    assert resolve_backend("auto", "cuda") == "triton" and resolve_backend(None, "cpu") == "recurrent"
+    monkeypatch.setenv("RESNET_BK_SCAN_BACKEND", "naive")
+    assert resolve_backend("auto", "cuda") == "naive"            # the variable replaces "auto" only
+    assert resolve_backend("parallel", "cuda") == "parallel"     # an explicit argument wins over it
+    with forced_backend("parallel"):
+        assert resolve_backend("recurrent", "cpu") == "parallel"  # the override wins over everything
+        with forced_backend("naive"):
+            assert resolve_backend("auto", "cpu") == "naive"
+        assert resolve_backend("auto", "cpu") == "parallel"        # nested blocks restore the outer choice
+    assert resolve_backend("recurrent", "cpu") == "recurrent"
+    monkeypatch.setenv("RESNET_BK_SCAN_BACKEND", "fast")
+    with pytest.raises(ValueError, match="RESNET_BK_SCAN_BACKEND"):
+        resolve_backend("auto", "cpu")
+    with pytest.raises(ValueError, match="scan backend must be one of"):
+        forced_backend("cuda").__enter__()
+
+
+def test_float64_asked_of_triton_runs_the_exact_recurrent_path(seed, fake_triton):
+    args = [t.requires_grad_() for t in random_problem(2, 11, 2, 3, 4)]
+    state = BKState(torch.randn(2, 2, 3, 2, dtype=f64), torch.randn(2, 2, 3, 4, 2, dtype=f64))
+    o, s = causal_resolvent_scan(*args, state=state, backend="triton")
+    o_ref, s_ref = causal_resolvent_scan_naive(*args, state)
+    assert fake_triton == [], "float64 never reaches the float32 kernels"
+    assert (o - o_ref).abs().max() < 1e-12 and (s.y - s_ref.y).abs().max() < 1e-12
+    g1 = torch.autograd.grad((o * o_ref.detach()).sum(), args)
+    g2 = torch.autograd.grad((o_ref * o_ref.detach()).sum(), args)
+    assert all(torch.allclose(x, y, rtol=1e-9, atol=1e-11) for x, y in zip(g1, g2))
+    # float32 inputs with a float64 state: the exact path too
+    causal_resolvent_scan(*[t.detach().float() for t in args], state=state, backend="triton")
+    assert fake_triton == []
+    causal_resolvent_scan(*[t.detach().float() for t in args], backend="triton", scan_config={"block_t": 64})
+    from resnet_bk_hf.ops.bk import ScanConfig
+    assert fake_triton[0]["dtype"] == torch.float32 and fake_triton[0]["config"] == ScanConfig(block_t=64)
+
+
+@pytest.mark.parametrize("backend", ["recurrent", "parallel", "triton", "auto"])
+def test_diag_mode_fast_paths_equal_the_naive_loop(seed, backend, fake_triton):
+    """causal_green (diag mode) against the Python loop in float64, forward and gradients, with a carried g."""
+    a, hop, _, _, _, z_re, z_im = random_problem(2, 23, 3, 4, 1)
+    with torch.no_grad():
+        hop[1, 9] = 0.0                                  # a restart (padding) inside the sequence
+    g0 = 0.3 * torch.randn(2, 3, 4, 2, dtype=f64)
+    inputs = [t.requires_grad_() for t in (a, hop, z_re, z_im, g0)]
+    g, state = causal_green(a, hop, z_re, z_im, state=BKState(g0, g0.new_zeros(2, 3, 4, 0, 2)), backend=backend)
+    ref = causal_green_naive(a, hop, z_re, z_im, g0)
+    assert g.shape == (2, 23, 3, 4, 2) and state.g.shape == (2, 3, 4, 2) and state.y.shape == (2, 3, 4, 0, 2)
+    assert (g - ref).abs().max() < 1e-12 and torch.equal(state.g, g[:, -1])
+    weight = torch.randn_like(g)
+    got = torch.autograd.grad((weight * g).sum(), inputs)
+    want = torch.autograd.grad((weight * ref).sum(), inputs)
+    for name, x, y in zip(("a", "hop", "z_re", "z_im", "g0"), got, want):
+        assert (x - y).abs().max() <= 1e-10 * (1 + y.abs().max()), name
+    assert fake_triton == [], "diag mode has no kernel: it never reaches the resolvent scan's"
+
+
+def test_recurrent_green_gradcheck(seed):
+    a, hop, *_, z_re, z_im = random_problem(1, 6, 2, 2, 1)
+    g0 = 0.3 * torch.randn(1, 2, 2, 2, dtype=f64)
+    from resnet_bk_hf.ops.bk.recurrent import causal_green_recurrent
+    inputs = tuple(t.requires_grad_() for t in (a, hop, z_re, z_im, g0))
+    assert torch.autograd.gradcheck(causal_green_recurrent, inputs)

@@ -8,9 +8,9 @@ from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, defau
 
 import resnet_bk_hf  # noqa: F401
 from resnet_bk_hf import ResNetBKConfig, ResNetBKForCausalLM
-from resnet_bk_hf.ops.bk import causal_green_naive, causal_resolvent_scan
 from resnet_bk_hf.monitoring import SpectralMonitorCallback, plot_stability_dashboard, spectral_report
-from resnet_bk_hf.theory.model_operators import mixer_hamiltonian, model_hamiltonians
+from resnet_bk_hf.ops.bk.naive import causal_green_naive, causal_resolvent_scan_naive
+from resnet_bk_hf.theory.model_operators import bk_layers, model_hamiltonians
 from resnet_bk_hf.theory.operators import birman_schwinger_lattice, schatten_norm
 from resnet_bk_hf.theory.primes import positional_prime_bump
 
@@ -100,37 +100,46 @@ def test_round_trip_keeps_the_bias(tmp_path, seed):
 @pytest.mark.parametrize("kw", [{"mixer_mode": "diag"}, {"mixer_mode": "resolvent", **PRIME},
                                 {"mixer_mode": "resolvent", "hopping_mode": "learned", "hop_value": 0.5}])
 def test_operators_read_through_hooks_reproduce_the_mixer(seed, kw):
-    """The monitor's Hamiltonians are the ones the mixer uses: rebuild its output from them."""
+    """The monitor's Hamiltonians are the ones the mixer uses: rebuild its output from them with the readable
+    reference scan (in_proj split by hand here, independently of the layer)."""
     model = model_for(**kw)
     ids = torch.randint(0, 97, (2, 11))
     mask = torch.ones(2, 11, dtype=torch.long)
     mask[1, :3] = 0
     seen = {}
     mixer = model.model.layers[1].mixer
-    h1 = mixer.register_forward_pre_hook(lambda m, args: seen.update(args=args))
+    assert bk_layers(model) == [block.mixer for block in model.model.layers]
+    h1 = mixer.register_forward_pre_hook(lambda m, args, kwargs: seen.update(x=args[0], kw=kwargs), with_kwargs=True)
     h2 = mixer.out_proj.register_forward_pre_hook(lambda m, args: seen.update(out_in=args[0]))
     with torch.no_grad():
         layers = model_hamiltonians(model, ids, mask)
         model(ids, attention_mask=mask, use_cache=False)
-        x = seen["args"][0]
-        v, a, hop, z = mixer_hamiltonian(mixer, x, *seen["args"][1:3], *seen["args"][4:6])
-        parts = dict(zip(mixer.split_sizes, mixer.in_proj(x).split(list(mixer.split_sizes.values()), dim=-1)))
-        if mixer.config.mixer_mode == "resolvent":
-            H, P, K = mixer.num_heads, mixer.head_dim, mixer.num_shifts
-            u = parts["values"].view(2, 11, H, P) * seen["args"][1][:, :, None, None]
-            c_re, c_im = parts["readout"].view(2, 11, H, K, 2).unbind(-1)
-            o, _ = causal_resolvent_scan(a, hop, u, c_re, c_im, z.real.float(), z.imag.float(), backend="naive")
-            o = o.reshape(2, 11, -1)
-        else:
-            g = causal_green_naive(a, hop, z.real.float(), z.imag.float())
-            o = mixer.feature_proj(torch.view_as_real(g).reshape(2, 11, -1).clamp(-20, 20))
-        rebuilt = o * torch.nn.functional.silu(parts["gate"])
     h1.remove()
     h2.remove()
+    layer = layers[1]
+    H, P, K = mixer.num_heads, mixer.head_dim, mixer.num_shifts
+    a, hop = layer.a.transpose(1, 2).float(), layer.hop.transpose(1, 2).float()
+    z_re, z_im = layer.z.real.float(), layer.z.imag.float()
+    with torch.no_grad():
+        projected = mixer.in_proj(seen["x"])
+        hopping = 0 if mixer.hopping_mode != "input" else H      # rows: potential, hopping, values, readout, gate
+        gate = projected[..., -24:]
+        if mixer.mode == "resolvent":
+            values = projected[..., H + hopping:H + hopping + 24].reshape(2, 11, H, P)
+            readout = projected[..., H + hopping + 24:-24].reshape(2, 11, H, K, 2)
+            u = values * mask[:, :, None, None]
+            o, _ = causal_resolvent_scan_naive(a, hop, u, readout[..., 0], readout[..., 1], z_re, z_im)
+            o = o.reshape(2, 11, -1)
+        else:
+            g = causal_green_naive(a, hop, z_re, z_im)
+            o = mixer.feature_proj(g.reshape(2, 11, -1).clamp(-20, 20))
+        rebuilt = o * torch.nn.functional.silu(gate)
     assert torch.allclose(rebuilt, seen["out_in"], atol=1e-5)
-    assert torch.allclose(layers[1].v, v.double().transpose(1, 2)) and torch.allclose(layers[1].hop,
-                                                                                      hop.double().transpose(1, 2))
-    assert layers[1].z.shape == (2, 3) and bool((layers[1].z.imag >= model.config.eta_min).all())
+    ham = mixer.hamiltonian(seen["x"], **{k: v for k, v in seen["kw"].items() if k != "state"})
+    assert torch.equal(layer.v, ham.v.double().transpose(1, 2)) and torch.equal(layer.hop,
+                                                                                ham.hop.double().transpose(1, 2))
+    assert bool((layer.hop[1, :, 1:4] == 0).all()), "padding cuts the hopping"
+    assert layer.z.shape == (2, 3) and bool((layer.z.imag >= model.config.eta_min).all())
 
 
 def test_spectral_report_bounds_hold_on_the_model(seed):

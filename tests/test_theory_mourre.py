@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from resnet_bk_hf.ops.bk import full_green_diagonal
+from resnet_bk_hf.theory.operators import full_green_diagonal
 from resnet_bk_hf.theory.mourre import (
     mourre_commutator_check,
     mourre_symbol,

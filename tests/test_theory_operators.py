@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from resnet_bk_hf.ops.bk import tridiagonal_hamiltonian
+from resnet_bk_hf.theory.operators import tridiagonal_hamiltonian
 from resnet_bk_hf.theory.operators import (
     birman_schwinger_grid,
     birman_schwinger_lattice,

@@ -6,7 +6,8 @@
     mourre          Mourre commutator for the lattice Laplacian, LAP weighted-resolvent checks
     scattering      det2, perturbation determinant, scattering phase, spectral shift, Birman–Krein,
                     resonances, Clark measures
-    model_operators each layer's Hamiltonian per head from a model, through hooks
+    model_operators each BK layer's Hamiltonian per head, read from a model through hooks and the layer's
+                    public `hamiltonian(...)` (nothing here imports the model code)
 
 Everything is float64 / complex128 and batched over leading dimensions where it says so. These tools read
 the model from outside (hooks, callbacks: `resnet_bk_hf.monitoring`); none of them runs in the mixer.
@@ -17,6 +18,7 @@ from .operators import (
                         clip_singular_values,
                         dense_hamiltonian,
                         free_resolvent_kernel,
+                        full_green_diagonal,
                         lattice_free_resolvent,
                         s1_bound_grid,
                         s1_bound_lattice,
@@ -25,6 +27,7 @@ from .operators import (
                         s2_bound_lattice,
                         s2_bound_seed,
                         schatten_norm,
+                        tridiagonal_hamiltonian,
 )
 from .primes import (
                         alpha_coefficient,
@@ -50,8 +53,9 @@ from .spectra import nearest_neighbor_spacings, spacing_fit, spacing_ratios, unf
 
 __all__ = ["alpha_coefficient", "birman_krein_derivative", "birman_schwinger_grid", "birman_schwinger_lattice",
            "bump_overlap", "clark_measure", "clip_singular_values", "dense_hamiltonian", "detect_resonances",
-           "eps_schedule", "fredholm_det2", "free_resolvent_kernel", "gaussian_cutoff", "lattice_free_resolvent",
-           "log_det2", "nearest_neighbor_spacings", "positional_prime_bump", "prime_bump_potential",
-           "prime_power_coefficients", "primes_up_to", "s1_bound_grid", "s1_bound_lattice", "s1_bound_seed",
-           "s2_bound_grid", "s2_bound_lattice", "s2_bound_seed", "scattering_phase", "schatten_norm",
-           "spacing_fit", "spacing_ratios", "spectral_shift", "token_phases", "unfold_spectrum", "wigner_surmise"]
+           "eps_schedule", "fredholm_det2", "free_resolvent_kernel", "full_green_diagonal", "gaussian_cutoff",
+           "lattice_free_resolvent", "log_det2", "nearest_neighbor_spacings", "positional_prime_bump",
+           "prime_bump_potential", "prime_power_coefficients", "primes_up_to", "s1_bound_grid", "s1_bound_lattice",
+           "s1_bound_seed", "s2_bound_grid", "s2_bound_lattice", "s2_bound_seed", "scattering_phase", "schatten_norm",
+           "spacing_fit", "spacing_ratios", "spectral_shift", "token_phases", "tridiagonal_hamiltonian",
+           "unfold_spectrum", "wigner_surmise"]

@@ -1,19 +1,33 @@
 """The model's own operators: each BK layer's Hamiltonian per head, read from a forward pass through hooks.
 
-For every mixer, a forward pre-hook records its input (the normalised hidden state, mask, positions); the
-Hamiltonian is then rebuilt from the mixer's own modules exactly as its forward does:
-v = clamp(in_proj(x)[potential] + positional bias), a = h0_diag + v, hopping b_t, shifts z_{h,k}.
-Nothing is added to the mixer's forward. `tests/test_theory_model.py` checks the rebuilt operators reproduce
-the mixer's output, so a change to the mixer that this file does not follow fails a test.
+For every BK layer a forward pre-hook records its input (the normalised hidden state and the masks, positions)
+and asks the layer itself for the Hamiltonian of that input: `layer.hamiltonian(x, ...)`, the very step its
+forward hands to the scan. Nothing here copies the layer's code or imports the model: any module with the
+`BKLayerLike` face (a `hamiltonian` method, `layer_idx`, `h0_diag`) is read. Nothing is added to the forward.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
-from ..modeling import ResNetBKMixer
 from .operators import CTYPE, RTYPE
+
+
+@runtime_checkable
+class BKLayerLike(Protocol):
+    """What these tools need of a BK layer (`resnet_bk_hf.layers.BKLayer` has it).
+
+    `hamiltonian(x, *, attention_mask, prev_mask, doc_start, positions)` returns an object with fields
+    v, hop (B, N, H) and z_re, z_im (H, K).
+    """
+    layer_idx: Optional[int]
+    h0_diag: float
+
+    def hamiltonian(self, x: torch.Tensor, **masks): ...
 
 
 @dataclass
@@ -34,56 +48,48 @@ class LayerHamiltonian:
         return self.h0_diag + self.v
 
 
-def mixer_hamiltonian(mixer: ResNetBKMixer, x: torch.Tensor, attention_mask=None, prev_mask=None,
-                      doc_start=None, positions=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(v, a, hop) as (B, N, H) in float32/64 and z (H, K) complex, for the mixer's input x (B, N, D)."""
-    cfg = mixer.config
-    B, N, _ = x.shape
-    H = mixer.num_heads
-    parts = dict(zip(mixer.split_sizes, mixer.in_proj(x).split(list(mixer.split_sizes.values()), dim=-1)))
-    v = parts["potential"].float() if parts["potential"].dtype != torch.float64 else parts["potential"]
-    if positions is not None:
-        v = v + mixer.positional_bias(positions)
-    if cfg.potential_clamp is not None:
-        v = cfg.potential_clamp * torch.tanh(v / cfg.potential_clamp)
-    hop = mixer.hopping(parts.get("hopping"), (B, N, H), v.dtype)
-    if attention_mask is not None:
-        m = attention_mask.to(hop.dtype)
-        first = prev_mask.to(hop.dtype)[:, None] if prev_mask is not None else torch.ones_like(m[:, :1])
-        hop = hop * torch.cat([first, m[:, :-1]], dim=1)[..., None]
-    if doc_start is not None:   # packed documents (position_ids restart): no hopping across the boundary
-        hop = hop * (~doc_start).to(device=hop.device, dtype=hop.dtype)[..., None]
-    z_re, z_im = mixer.shifts()
-    return v, cfg.h0_diag + v, hop, torch.complex(z_re.to(RTYPE), z_im.to(RTYPE))
+def bk_layers(model: nn.Module) -> list:
+    """The model's BK layers, by layer index."""
+    layers = [m for m in model.modules() if isinstance(m, BKLayerLike) and isinstance(m, nn.Module)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no BK layer (a module with a `hamiltonian` method)")
+    return sorted(layers, key=lambda m: m.layer_idx if m.layer_idx is not None else -1)
 
 
-def bk_mixers(model) -> list[ResNetBKMixer]:
-    mixers = [m for m in model.modules() if isinstance(m, ResNetBKMixer)]
-    if not mixers:
-        raise ValueError(f"{type(model).__name__} has no ResNetBKMixer")
-    return sorted(mixers, key=lambda m: m.layer_idx)
+def layer_hamiltonian(layer: BKLayerLike, x: torch.Tensor, layer_index: int, **masks) -> LayerHamiltonian:
+    """The layer's Hamiltonian for its input x (B, N, D), in the float64 layout of `LayerHamiltonian`."""
+    ham = layer.hamiltonian(x, **masks)
+    z = torch.complex(ham.z_re.to(RTYPE), ham.z_im.to(RTYPE))
+    return LayerHamiltonian(layer=layer_index, v=ham.v.to(RTYPE).transpose(1, 2).contiguous(),
+                            hop=ham.hop.to(RTYPE).transpose(1, 2).contiguous(), z=z.to(CTYPE),
+                            h0_diag=float(layer.h0_diag))
+
+
+def _hamiltonian_arguments(layer, args, kwargs) -> tuple[torch.Tensor, dict]:
+    """(x, masks) from the arguments of one forward call, wherever they were passed; the state is dropped."""
+    bound = inspect.signature(layer.forward).bind(*args, **kwargs).arguments
+    x = bound.pop("x")
+    bound.pop("state", None)
+    return x, bound
 
 
 @torch.no_grad()
-def model_hamiltonians(model, input_ids: torch.Tensor, attention_mask=None) -> list[LayerHamiltonian]:
+def model_hamiltonians(model: nn.Module, input_ids: torch.Tensor, attention_mask=None) -> list[LayerHamiltonian]:
     """Every layer's Hamiltonian for this input (one forward pass, eval mode kept as the caller set it)."""
     captured = {}
+    layers = bk_layers(model)
 
-    def hook(module, args):
-        # the mixer's positional arguments: x, attention_mask, prev_mask, state, doc_start, positions
-        x, mask, prev_mask, _state, doc_start, positions = (list(args) + [None] * 6)[:6]
-        captured[module.layer_idx] = mixer_hamiltonian(module, x, mask, prev_mask, doc_start, positions)
+    def hook_for(position):
+        def hook(module, args, kwargs):
+            x, masks = _hamiltonian_arguments(module, args, kwargs)
+            index = module.layer_idx if module.layer_idx is not None else position
+            captured[index] = layer_hamiltonian(module, x, index, **masks)
+        return hook
 
-    handles = [m.register_forward_pre_hook(hook) for m in bk_mixers(model)]
+    handles = [m.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, m in enumerate(layers)]
     try:
         model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:
         for h in handles:
             h.remove()
-    layers = []
-    for idx in sorted(captured):
-        v, _a, hop, z = captured[idx]
-        layers.append(LayerHamiltonian(layer=idx, v=v.to(RTYPE).transpose(1, 2).contiguous(),
-                                       hop=hop.to(RTYPE).transpose(1, 2).contiguous(), z=z.to(CTYPE),
-                                       h0_diag=float(model.config.h0_diag)))
-    return layers
+    return [captured[idx] for idx in sorted(captured)]

@@ -31,7 +31,7 @@ from factoring the convolution T = U|T| (Kato–Seiler–Simon on the lattice hZ
 exactly; see the tests).
 
 **Lattice (the model's operator).** H = H0 + diag(v) with H0 the model's free part (diagonal h0_diag,
-hopping b_t: `kernels.tridiagonal_hamiltonian`), R0(z) = (H0 - z)^{-1}, K(z) = |v|^{1/2} R0(z) v^{1/2}.
+hopping b_t: `tridiagonal_hamiltonian`), R0(z) = (H0 - z)^{-1}, K(z) = |v|^{1/2} R0(z) v^{1/2}.
 With M_ij = |R0_ij|^2, the Ward identity sum_j |R0_ij|^2 = Im R0_ii / eta and AM-GM give
 
     ||K||_S2^2 = sum_ij |v_i| M_ij |v_j| <= (1/eta) sum_i v_i^2 Im R0_ii <= ||v||_2^2 / eta^2,
@@ -45,18 +45,59 @@ import math
 
 import torch
 
-from ..ops.bk.naive import full_green_diagonal
-
 RTYPE, CTYPE = torch.float64, torch.complex128
 
 
 def dense_hamiltonian(a: torch.Tensor, hop: torch.Tensor) -> torch.Tensor:
     """Batched dense H (..., N, N): diagonal a, H[t-1, t] = H[t, t-1] = hop[..., t] (hop[..., 0] unused).
 
-    The batched form of `kernels.tridiagonal_hamiltonian`, for the theory tools only.
+    The batched float64 form of `tridiagonal_hamiltonian`.
     """
     a, hop = torch.broadcast_tensors(a.to(RTYPE), hop.to(RTYPE))
     return torch.diag_embed(a) + torch.diag_embed(hop[..., 1:], 1) + torch.diag_embed(hop[..., 1:], -1)
+
+
+def tridiagonal_hamiltonian(a: torch.Tensor, hop: torch.Tensor) -> torch.Tensor:
+    """Dense H (N x N) from a (N,) and hop (N,) with hop[t] = H[t-1, t], in their dtype (the scan's convention)."""
+    N = a.shape[-1]
+    Hm = torch.diag(a)
+    if N > 1:
+        Hm = Hm + torch.diag(hop[1:], 1) + torch.diag(hop[1:], -1)
+    return Hm
+
+
+def full_green_diagonal(a: torch.Tensor, hop: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The seeds' non-causal diagonal G_tt = [(H - z)^-1]_{t,t} on the whole sequence.
+
+    Stable left/right continued fractions (DESIGN.md 2.2):
+        G_tt = 1 / (a_t - z - hop_t^2 gl_{t-1} - hop_{t+1}^2 gr_{t+1})
+    a, hop: (..., N) real (hop[..., 0] is ignored: there is nothing before t=0);
+    z: complex, broadcastable against (...). Returns (..., N) complex (complex128 for float64 input).
+    It reads future positions: a tool for analysis, never for a causal model.
+    """
+    double = a.dtype == torch.float64 or hop.dtype == torch.float64
+    rtype, ctype = (torch.float64, torch.complex128) if double else (torch.float32, torch.complex64)
+    a = a.to(rtype)
+    b2 = hop.to(rtype) ** 2
+    z = torch.as_tensor(z).to(ctype)
+    N = a.shape[-1]
+    zero = torch.zeros(torch.broadcast_shapes(a.shape[:-1], z.shape), dtype=ctype, device=a.device)
+    left, gl = [], zero
+    for t in range(N):
+        b2t = b2[..., t] if t > 0 else torch.zeros_like(b2[..., 0])
+        gl = 1.0 / (a[..., t] - z - b2t * gl)
+        left.append(gl)
+    right, gr = [None] * N, zero
+    for t in range(N - 1, -1, -1):
+        b2n = b2[..., t + 1] if t + 1 < N else torch.zeros_like(b2[..., 0])
+        gr = 1.0 / (a[..., t] - z - b2n * gr)
+        right[t] = gr
+    out = []
+    for t in range(N):
+        lterm = b2[..., t] * left[t - 1] if t > 0 else 0.0
+        rterm = b2[..., t + 1] * right[t + 1] if t + 1 < N else 0.0
+        out.append(1.0 / (a[..., t] - z - lterm - rterm))
+    return torch.stack(out, dim=-1)
 
 
 def as_complex(z) -> torch.Tensor:

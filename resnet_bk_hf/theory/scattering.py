@@ -33,9 +33,8 @@ import math
 
 import torch
 
-from ..ops.bk.naive import full_green_diagonal
 from .mourre import surface_green
-from .operators import CTYPE, RTYPE, as_complex, dense_hamiltonian
+from .operators import CTYPE, RTYPE, as_complex, dense_hamiltonian, full_green_diagonal
 
 
 def log_det2(K: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The BK scan in log-depth (parallel prefix) form, in real arithmetic only (DESIGN.md 2.3).
 
-This is the form the ONNX export uses: ONNX has no complex dtype, so complex
+This is the form the ONNX export uses, and the diag mode's g on CUDA: ONNX has no complex dtype, so complex
 numbers are (re, im) pairs of real tensors, and an ONNX Loop of ceil(log2 N)
 wide steps is about as fast in ONNX Runtime as a Loop of N narrow ones up to a
 few hundred tokens and faster beyond (measured: docs/ecosystem.md). Both
@@ -16,7 +16,7 @@ positions t-2k+1 .. t.
        of c_t are entries of a resolvent divided by g_s (DESIGN.md 2.1), so they
        stay bounded by about 1 / eta and need no renormalisation.
 
-Same signature and result as `naive.causal_resolvent_scan_naive` (shapes there);
+Same signature and result as `naive.causal_resolvent_scan_naive` (shapes: `ops/bk/__init__.py`);
 plain autograd gives its gradient. `torch.jit.is_tracing()` switches to a
 TorchScript-compiled copy of the core so that `torch.onnx.export` (the
 TorchScript exporter Optimum uses) records the doubling loop as an ONNX Loop
@@ -28,7 +28,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .naive import State, scan_dtypes
+from .state import BKState, scan_dtypes, zero_state
 
 
 def _shift(x: torch.Tensor, k: int, fill: float) -> torch.Tensor:
@@ -37,10 +37,13 @@ def _shift(x: torch.Tensor, k: int, fill: float) -> torch.Tensor:
     return torch.cat([torch.full_like(x[:, :k], fill), x[:, :n - k]], dim=1)
 
 
-def parallel_scan_core(a: torch.Tensor, hop: torch.Tensor, u: torch.Tensor, c_re: torch.Tensor,
-                       c_im: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor, g0_re: torch.Tensor,
-                       g0_im: torch.Tensor, y0_re: torch.Tensor, y0_im: torch.Tensor) -> List[torch.Tensor]:
-    """All inputs real and already in the scan dtype. Returns [o, g_N re, g_N im, y_N re, y_N im]."""
+Mobius = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+               torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def mobius_prefix(a: torch.Tensor, hop: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor) -> Mobius:
+    """Window products M_t ... M_1 of the Mobius matrices, every entry a real (re, im) pair, each (B, N, H, K):
+    (m11, m12, m21, m22) as (m11_re, m11_im, m12_re, ..., m22_im), each renormalised to max entry 1."""
     n = a.shape[1]
     b = hop.unsqueeze(-1)                                     # (B, N, H, 1)
     # Mobius matrices [[m11, m12], [m21, m22]] per (b, t, h, k), each entry a complex pair.
@@ -73,15 +76,28 @@ def parallel_scan_core(a: torch.Tensor, hop: torch.Tensor, u: torch.Tensor, c_re
         m11_re, m11_im, m12_re, m12_im = n11_re * inv, n11_im * inv, n12_re * inv, n12_im * inv
         m21_re, m21_im, m22_re, m22_im = n21_re * inv, n21_im * inv, n22_re * inv, n22_im * inv
         k = k * 2
-    # g_t = (m11 g0 + m12) / (m21 g0 + m22), g0 the state carried in.
+    return m11_re, m11_im, m12_re, m12_im, m21_re, m21_im, m22_re, m22_im
+
+
+def apply_mobius(m: Mobius, g0_re: torch.Tensor, g0_im: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """g_t = (m11 g0 + m12) / (m21 g0 + m22) for the state g0 (B, H, K) carried in: (g_re, g_im), (B, N, H, K)."""
+    m11_re, m11_im, m12_re, m12_im, m21_re, m21_im, m22_re, m22_im = m
     g0r, g0i = g0_re.unsqueeze(1), g0_im.unsqueeze(1)         # (B, 1, H, K)
     num_re = m11_re * g0r - m11_im * g0i + m12_re
     num_im = m11_re * g0i + m11_im * g0r + m12_im
     den_re = m21_re * g0r - m21_im * g0i + m22_re
     den_im = m21_re * g0i + m21_im * g0r + m22_im
     den2 = den_re * den_re + den_im * den_im
-    g_re = (num_re * den_re + num_im * den_im) / den2
-    g_im = (num_im * den_re - num_re * den_im) / den2       # (B, N, H, K)
+    return (num_re * den_re + num_im * den_im) / den2, (num_im * den_re - num_re * den_im) / den2
+
+
+def parallel_scan_core(a: torch.Tensor, hop: torch.Tensor, u: torch.Tensor, c_re: torch.Tensor,
+                       c_im: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor, g0_re: torch.Tensor,
+                       g0_im: torch.Tensor, y0_re: torch.Tensor, y0_im: torch.Tensor) -> List[torch.Tensor]:
+    """All inputs real and already in the scan dtype. Returns [o, g_N re, g_N im, y_N re, y_N im]."""
+    n = a.shape[1]
+    b = hop.unsqueeze(-1)                                     # (B, N, H, 1)
+    g_re, g_im = apply_mobius(mobius_prefix(a, hop, z_re, z_im), g0_re, g0_im)      # (B, N, H, K)
     # y_t = A_t y0 + Y_t, composed from (c_t, g_t u_t).
     A_re, A_im = -b * g_re, -b * g_im
     uu = u.unsqueeze(3)                                       # (B, N, H, 1, P)
@@ -118,16 +134,26 @@ def _core_for_tracing():
 
 
 def causal_resolvent_scan_parallel(a, hop, u, c_re, c_im, z_re, z_im,
-                                   state: Optional[State] = None) -> Tuple[torch.Tensor, State]:
+                                   state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                                   ) -> Tuple[torch.Tensor, BKState]:
     rtype, _ = scan_dtypes(a, hop, u, c_re, c_im, z_re, z_im)
     B, _, H, P = u.shape
     K = z_re.shape[-1]
-    if state is None:
-        g0 = torch.zeros(B, H, K, 2, dtype=rtype, device=u.device)
-        y0 = torch.zeros(B, H, K, P, 2, dtype=rtype, device=u.device)
-    else:
-        g0, y0 = state[0].to(rtype), state[1].to(rtype)
+    g0, y0 = zero_state(B, H, K, P, rtype, u.device) if state is None else (state[0].to(rtype), state[1].to(rtype))
     core = _core_for_tracing() if torch.jit.is_tracing() else parallel_scan_core
     o, g_re, g_im, y_re, y_im = core(a.to(rtype), hop.to(rtype), u.to(rtype), c_re.to(rtype), c_im.to(rtype),
                                      z_re.to(rtype), z_im.to(rtype), g0[..., 0], g0[..., 1], y0[..., 0], y0[..., 1])
-    return o.to(u.dtype), (torch.stack([g_re, g_im], dim=-1), torch.stack([y_re, y_im], dim=-1))
+    return o.to(u.dtype), BKState(torch.stack([g_re, g_im], dim=-1), torch.stack([y_re, y_im], dim=-1))
+
+
+def causal_green_parallel(a: torch.Tensor, hop: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor,
+                          g0: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """g_t as real pairs (B, N, H, K, 2) by Mobius doubling; same contract as `naive.causal_green_naive`.
+    The diag mode's vectorised path: ceil(log2 N) wide steps instead of N narrow ones, plain autograd."""
+    rtype, _ = scan_dtypes(a, hop, z_re, z_im)
+    B, N, H = a.shape
+    K = z_re.shape[-1]
+    g0 = torch.zeros(B, H, K, 2, dtype=rtype, device=a.device) if g0 is None else g0.to(rtype)
+    a, hop, z_re, z_im = a.to(rtype), hop.to(rtype), z_re.to(rtype), z_im.to(rtype)
+    g_re, g_im = apply_mobius(mobius_prefix(a, hop, z_re, z_im), g0[..., 0], g0[..., 1])
+    return torch.stack([g_re, g_im], dim=-1)

@@ -1,10 +1,10 @@
 """The BK scan as a sequential loop with a hand-written exact backward (DESIGN.md 2.4).
 
-Same function as `naive.causal_resolvent_scan_naive`, but the loop runs without
-building an autograd graph and the gradient is the two reverse linear scans of
-DESIGN.md 2.4. This is the CPU fast path and the blueprint the Triton kernel
-follows; it stores g_t and y_t for the backward (fine on CPU, where lengths are
-small), whereas the Triton kernel recomputes them per chunk.
+Same functions as `naive.causal_resolvent_scan_naive` and `naive.causal_green_naive`, but the loop runs
+without building an autograd graph and the gradient is the reverse linear scans of DESIGN.md 2.4. This is
+the CPU fast path, the exact path for float64 everywhere, and the blueprint the Triton kernel follows; it
+stores g_t and y_t for the backward (fine on CPU, where lengths are small), whereas the Triton kernel
+recomputes them per chunk.
 
 Complex gradients use PyTorch's convention: the gradient of a real loss with
 respect to complex w is dL/dRe(w) + i dL/dIm(w); through a holomorphic map
@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .naive import State, scan_dtypes, state_to_complex
+from .state import BKState, scan_dtypes, state_to_complex
 
 
 class CausalResolventScanFn(torch.autograd.Function):
@@ -88,7 +88,55 @@ class CausalResolventScanFn(torch.autograd.Function):
 
 
 def causal_resolvent_scan_recurrent(a, hop, u, c_re, c_im, z_re, z_im,
-                                    state: Optional[State] = None) -> Tuple[torch.Tensor, State]:
+                                    state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                                    ) -> Tuple[torch.Tensor, BKState]:
     g0, y0 = (None, None) if state is None else state
     o, gN, yN = CausalResolventScanFn.apply(a, hop, u, c_re, c_im, z_re, z_im, g0, y0)
-    return o, (gN, yN)
+    return o, BKState(gN, yN)
+
+
+class CausalGreenFn(torch.autograd.Function):
+    """g_t alone (diag mode): the g half of the scan above, forward and backward."""
+
+    @staticmethod
+    def forward(ctx, a, hop, z_re, z_im, g0_pair):
+        rtype, ctype = scan_dtypes(a, hop, z_re, z_im)
+        B, N, H = a.shape
+        K = z_re.shape[-1]
+        z = torch.complex(z_re.to(rtype), z_im.to(rtype))
+        a_, hop_ = a.to(rtype), hop.to(rtype)
+        gs = torch.empty(B, N + 1, H, K, dtype=ctype, device=a.device)
+        gs[:, 0] = 0 if g0_pair is None else torch.view_as_complex(g0_pair.to(rtype).contiguous())
+        for t in range(N):
+            b = hop_[:, t, :, None]
+            gs[:, t + 1] = 1.0 / (a_[:, t, :, None] - z - b * b * gs[:, t])
+        ctx.save_for_backward(hop_, gs)
+        ctx.has_state = g0_pair is not None
+        ctx.dtypes = (a.dtype, hop.dtype, z_re.dtype, None if g0_pair is None else g0_pair.dtype)
+        return torch.view_as_real(gs[:, 1:]).clone()
+
+    @staticmethod
+    def backward(ctx, d_g):
+        hop, gs = ctx.saved_tensors
+        B, N, H = hop.shape
+        d_g = torch.view_as_complex(d_g.to(hop.dtype).contiguous())
+        g_bar = torch.zeros_like(gs[:, 0])                               # carry: dL/dg_t from later positions
+        a_bar, hop_bar = torch.zeros_like(hop), torch.zeros_like(hop)
+        z_bar = torch.zeros_like(gs[0, 0])
+        for t in range(N - 1, -1, -1):
+            b = hop[:, t, :, None]
+            g, g_prev = gs[:, t + 1], gs[:, t]
+            w_bar = -(g * g).conj() * (g_bar + d_g[:, t])                # g = 1/w, w = a - z - b^2 g_prev
+            a_bar[:, t] = w_bar.real.sum(dim=-1)
+            z_bar = z_bar - w_bar.sum(dim=0)
+            hop_bar[:, t] = (-2.0 * b * g_prev.conj() * w_bar).real.sum(dim=-1)
+            g_bar = -(b * b) * w_bar
+        a_t, hop_t, z_t, g0_t = ctx.dtypes
+        g0_bar = torch.view_as_real(g_bar).to(g0_t) if ctx.has_state else None
+        return a_bar.to(a_t), hop_bar.to(hop_t), z_bar.real.to(z_t), z_bar.imag.to(z_t), g0_bar
+
+
+def causal_green_recurrent(a: torch.Tensor, hop: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor,
+                           g0: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """g_t as real pairs (B, N, H, K, 2); same contract as `naive.causal_green_naive`."""
+    return CausalGreenFn.apply(a, hop, z_re, z_im, g0)
