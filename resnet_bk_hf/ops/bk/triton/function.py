@@ -11,13 +11,13 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..naive import State
 from ..scan_config import ScanConfig, default_config
 from .backward import scan_backward
 from .forward import scan_forward
 from .launches import contiguous, interpreting
 
 IO_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+State = Tuple[torch.Tensor, torch.Tensor]     # (g (B, H, K, 2), y (B, H, K, P, 2)), complex as real pairs
 
 
 class TritonScanFn(torch.autograd.Function):
