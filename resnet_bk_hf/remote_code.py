@@ -192,22 +192,21 @@ def _optional_modules(modules: Dict[str, SourceModule]) -> set:
     return optional
 
 
-def _a_public_name(module: SourceModule) -> str:
-    """A name the module defines at its top level: the entry point imports it, since transformers finds the files
-    to copy by the pattern `from .x import name` (a bare `from . import x` is not seen)."""
+def _a_top_level_name(module: SourceModule) -> str:
+    """A name the module defines at its top level (a public one where there is one): the entry point imports
+    it, since transformers finds the files to copy by the pattern `from .x import name` (a bare
+    `from . import x` is not seen)."""
+    defined = []
     for node in module.tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
-            return node.name
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name) and not target.id.startswith("_"):
-                    return target.id
-    for node in module.tree.body:    # a package's __init__ that only re-exports
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if alias.name != "*" and not (alias.asname or alias.name).startswith("_"):
-                    return alias.asname or alias.name
-    raise ValueError(f"{module.path} defines no public name for the saved directory's entry point to import")
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.append(node.name)
+        elif isinstance(node, ast.Assign):
+            defined += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":   # a package that re-exports
+            defined += [a.asname or a.name for a in node.names if a.name != "*"]
+    for name in sorted(defined, key=lambda n: n.startswith("_")):
+        return name
+    raise ValueError(f"{module.path} defines no name for the saved directory's entry point to import")
 
 
 def entry_point_source(modules: Dict[str, SourceModule]) -> str:
@@ -217,12 +216,12 @@ def entry_point_source(modules: Dict[str, SourceModule]) -> str:
              "Written by remote_code.py. Every code file of the directory is imported here directly: transformers 4.57",
              "copies only the direct relative imports of the `auto_map` module when it loads a local directory.",
              '"""']
-    lines += [f"from .{m.flat_name} import {_a_public_name(m)}  # noqa: F401"
+    lines += [f"from .{m.flat_name} import {_a_top_level_name(m)}  # noqa: F401"
               for d, m in sorted(modules.items(), key=lambda item: item[1].flat_name) if d not in optional]
     lines.append("from .modeling import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel  # noqa: F401")
     for module in sorted((modules[d] for d in optional), key=lambda m: m.flat_name):
         lines += ["", "try:  # needs Triton (and a GPU to be used); without it the CPU scan runs",
-                  f"    from .{module.flat_name} import {_a_public_name(module)}  # noqa: F401",
+                  f"    from .{module.flat_name} import {_a_top_level_name(module)}  # noqa: F401",
                   "except ImportError:", "    pass"]
     return "\n".join(lines) + "\n"
 

@@ -102,7 +102,7 @@ def test_written_code_needs_only_torch_and_transformers(tmp_path):
         # what transformers' check_imports would demand on a Hub load: no Triton, no resnet_bk_hf
         assert set(get_imports(tmp_path / name)) <= {"__future__", "torch", "transformers", "math", "os", "shutil",
                                                       "dataclasses", "typing", "numbers", "pathlib", "warnings",
-                                                      "functools"}, name
+                                                      "functools", "enum", "types", "contextlib", "ast"}, name
         for rel in get_relative_imports(tmp_path / name):       # every relative import is a file beside it
             assert (tmp_path / f"{rel}.py").is_file(), (name, rel)
 

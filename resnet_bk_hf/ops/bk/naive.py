@@ -16,8 +16,6 @@ import torch
 
 from .state import BKState, scan_dtypes, state_to_complex, state_to_real
 
-State = BKState   # the older name, still imported by ops/bk/triton/scan.py
-
 
 def causal_green_naive(a: torch.Tensor, hop: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor,
                        g0: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -62,4 +60,4 @@ def causal_resolvent_scan_naive(a, hop, u, c_re, c_im, z_re, z_im,
     return o, state_to_real(g, y)
 
 
-__all__ = ["State", "causal_green_naive", "causal_resolvent_scan_naive"]
+__all__ = ["causal_green_naive", "causal_resolvent_scan_naive"]

@@ -12,12 +12,12 @@ from typing import Optional, Tuple
 import torch
 
 from ..scan_config import ScanConfig, default_config
+from ..state import BKState
 from .backward import scan_backward
 from .forward import scan_forward
 from .launches import contiguous, interpreting
 
 IO_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-State = Tuple[torch.Tensor, torch.Tensor]     # (g (B, H, K, 2), y (B, H, K, P, 2)), complex as real pairs
 
 
 class TritonScanFn(torch.autograd.Function):
@@ -74,8 +74,8 @@ def _check_inputs(tensors) -> None:
                     "recurrent path")
 
 
-def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[State] = None,
-                                 config: Optional[ScanConfig] = None) -> Tuple[torch.Tensor, State]:
+def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optional[BKState] = None,
+                                 config: Optional[ScanConfig] = None) -> Tuple[torch.Tensor, BKState]:
     """Fused Triton BK scan. Same contract as `causal_resolvent_scan_naive` (shapes and recurrence there).
 
     Inputs (and state) float32, bf16 or float16; anything else, float64 included, raises TypeError (the
@@ -92,11 +92,11 @@ def causal_resolvent_scan_triton(a, hop, u, c_re, c_im, z_re, z_im, state: Optio
     if N == 0:
         if state is None:
             state = (torch.zeros(B, H, K, 2, device=u.device), torch.zeros(B, H, K, P, 2, device=u.device))
-        return u.new_empty(B, 0, H, P), (state[0].float(), state[1].float())
+        return u.new_empty(B, 0, H, P), BKState(state[0].float(), state[1].float())
     cfg = config or default_config(P, K)
     g0, y0 = (None, None) if state is None else state
     o, gN, yN = TritonScanFn.apply(a, hop, u, c_re, c_im, z_re, z_im, g0, y0, cfg)
-    return o, (gN, yN)
+    return o, BKState(gN, yN)
 
 
 __all__ = ["IO_DTYPES", "TritonScanFn", "causal_resolvent_scan_triton"]
