@@ -196,15 +196,15 @@ def _a_top_level_name(module: SourceModule) -> str:
     """A name the module defines at its top level (a public one where there is one): the entry point imports
     it, since transformers finds the files to copy by the pattern `from .x import name` (a bare
     `from . import x` is not seen)."""
-    defined = []
+    defined, imported = [], []
     for node in module.tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             defined.append(node.name)
         elif isinstance(node, ast.Assign):
             defined += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__":   # a package that re-exports
-            defined += [a.asname or a.name for a in node.names if a.name != "*"]
-    for name in sorted(defined, key=lambda n: n.startswith("_")):
+            imported += [a.asname or a.name for a in node.names if a.name != "*"]
+    for name in sorted(defined + imported, key=lambda n: (n.startswith("_"), n not in defined)):
         return name
     raise ValueError(f"{module.path} defines no name for the saved directory's entry point to import")
 
