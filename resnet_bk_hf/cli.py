@@ -18,12 +18,43 @@ def _train_tokenizer(args):
     print(f"wrote {path}")
 
 
+def check_model_dir(model: str) -> None:
+    """Refuse at once a --model that names no saved model: a missing local folder is "no such directory", not a
+    failed download. Only a name shaped like a Hub id (owner/name) whose first part is no local folder is left
+    to from_pretrained to fetch."""
+    import difflib
+    import re
+    from pathlib import Path
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SystemExit(f"resnet-bk generate: error: {model} is a directory without config.json: not a saved "
+                             "model (save one with save_pretrained, e.g. `resnet-bk demo` writes outputs/demo-model)")
+        return
+    if path.exists():
+        raise SystemExit(f"resnet-bk generate: error: {model} is a file, not a model directory")
+    parent = path.parent
+    hub_id = (re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", model) and not model.startswith((".", "~"))
+              and not (str(parent) != "." and parent.is_dir()))
+    if not hub_id:
+        siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+        close = difflib.get_close_matches(path.name, siblings, n=3)
+        hint = f" (in {parent}: {', '.join(close)})" if close else ""
+        raise SystemExit(f"resnet-bk generate: error: no such directory: {model}{hint}")
+
+
 def _generate(args):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     import resnet_bk_hf  # noqa: F401  (registers the model with the Auto classes)
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    check_model_dir(args.model)
+    try:
+        tok = AutoTokenizer.from_pretrained(args.model)
+        model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    except OSError as e:   # neither a local folder nor a Hub model that could be reached
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SystemExit(f"resnet-bk generate: error: no such directory: {args.model}; as a Hub model id it did "
+                         f"not load either ({first})") from None
     inputs = tok(args.prompt, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
@@ -34,7 +65,12 @@ def _generate(args):
 def _compare(args):
     from .compare.config import load_config
     from .compare.runner import RunSelection, run_compare
-    cfg = load_config(args.config, {"output_dir": args.output_dir, "device": args.device})
+    from .training import ConfigError
+    try:
+        cfg = load_config(args.config, {"output_dir": args.output_dir, "device": args.device})
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"resnet-bk compare: error: {e}", file=sys.stderr)
+        return 2
     try:
         shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
         if len(shard) != 2:
@@ -87,15 +123,18 @@ def _model_card(args):
 
 
 def _train(args):
-    from .train import ConfigError, main_train
+    from .training import ConfigError, TrainingFailedError, main_train
     try:
         return main_train(args.config, resume=args.resume, overrides=args.set)
     except ConfigError as e:
         print(f"resnet-bk train: error: {e}", file=sys.stderr)
         return 2
+    except TrainingFailedError as e:
+        print(f"resnet-bk train: failed: {e}", file=sys.stderr)
+        return 1
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnet-bk", description="ResNet-BK language models")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train a small model on the built-in corpus and report on it")
@@ -171,7 +210,11 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value (parsed as YAML), e.g. --set training.max_steps=20")
     p.set_defaults(func=_train)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     return args.func(args) or 0
 
 

@@ -59,9 +59,19 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
         trainer.train()
 
 
-def test_demo_end_to_end(tmp_path):
-    from resnet_bk_hf.demo import run_demo
+def test_demo_end_to_end(tmp_path, monkeypatch):
+    from resnet_bk_hf.demo import DEMO_CONFIG, run_demo
+    from test_fault_tolerance import spy_on_build_trainer
+    calls = spy_on_build_trainer(monkeypatch)
     result = run_demo(output_dir=tmp_path / "model", results_dir=tmp_path / "results", max_steps=4)
+    # the demo is demo_config.yaml run through the one Trainer builder, as `resnet-bk train` runs a config
+    assert len(calls) == 1 and calls[0][0].path == DEMO_CONFIG and calls[0][1].args.max_steps == 4
+    # the model folder is the one to upload: model and tokenizer, no checkpoint (optimizer state) inside;
+    # the checkpoints went to demo-checkpoints beside it and were removed once the model was saved
+    assert not [p.name for p in (tmp_path / "model").iterdir() if p.is_dir()]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "model").iterdir()}
+    run_dir = tmp_path / "demo-checkpoints"
+    assert (run_dir / "train_summary.json").is_file() and not list(run_dir.glob("checkpoint-*"))
     saved = json.loads((tmp_path / "results" / "demo.json").read_text())
     assert saved["max_steps"] == 4 and math.isfinite(saved["validation_perplexity"])
     assert saved["validation_perplexity"] == pytest.approx(math.exp(saved["validation_loss"]))

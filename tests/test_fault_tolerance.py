@@ -4,6 +4,7 @@ checkpoints, SIGTERM, and SIGKILL + --resume with the same per-step losses as an
 Every run trains a tiny model (2 layers, width 16) on the built-in corpus for a few dozen steps on the CPU.
 """
 import json
+import logging
 import math
 import os
 import signal
@@ -17,10 +18,10 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from resnet_bk_hf.checkpoints import MANIFEST_NAME, latest_valid_checkpoint, verify_checkpoint, write_manifest
-from resnet_bk_hf.train import (TrainingFailedError, load_config, per_step_losses, run_training,
-                                smaller_micro_batch)
-from resnet_bk_hf.training import TrainingGuardCallback
+from resnet_bk_hf.training import (TrainingFailedError, TrainingGuardCallback, load_config, per_step_losses,
+                                   run_training, smaller_micro_batch)
+from resnet_bk_hf.training.run import describe_events
+from resnet_bk_hf.training.checkpoints import MANIFEST_NAME, latest_valid_checkpoint, verify_checkpoint, write_manifest
 
 from conftest import ROOT
 
@@ -70,6 +71,23 @@ class Once(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if self.when == "begin":
             self._maybe(state, model)
+
+
+def spy_on_build_trainer(monkeypatch, add_callbacks=()):
+    """Record every call of the one Trainer builder (training/trainer.py:build_trainer), which still builds; each
+    Trainer gets `add_callbacks` too. Returns the list of (config, trainer) calls."""
+    from resnet_bk_hf.training import trainer as trainer_lib
+    calls, real = [], trainer_lib.build_trainer
+
+    def spy(model, cfg, *args, **kwargs):
+        trainer = real(model, cfg, *args, **kwargs)
+        for callback in add_callbacks:
+            trainer.add_callback(callback)
+        calls.append((cfg, trainer))
+        return trainer
+
+    monkeypatch.setattr(trainer_lib, "build_trainer", spy)
+    return calls
 
 
 def poison(model):
@@ -164,7 +182,7 @@ def test_per_step_losses_skip_a_torn_line(tmp_path, caplog):
     # a line torn by SIGKILL mid-write, then the resumed run appends after it on the same line
     torn = lines[-1][:9] + json.dumps({"step": 4, "loss": 2.75})
     (tmp_path / "train_log.jsonl").write_text("\n".join(lines[:-1] + [torn, '"just a string"', lines[-1][:12]]))
-    with caplog.at_level("WARNING", logger="resnet_bk_hf.train"):
+    with caplog.at_level("WARNING", logger="resnet_bk_hf.training.run"):
         assert per_step_losses(tmp_path) == {1: 3.5, 2: 3.25}
     assert sum("skipped" in r.getMessage() for r in caplog.records) == 3
     assert per_step_losses(tmp_path / "nothing") == {}
@@ -179,6 +197,24 @@ def test_per_step_losses_skip_a_torn_line(tmp_path, caplog):
     callback.on_train_begin(args, state, None)   # a whole last line is left as it is
     assert per_step_losses(tmp_path) == {1: 3.5, 2: 3.25, 5: 2.5}
     assert (tmp_path / "train_log.jsonl").read_text().endswith('"loss": 2.5}\n')
+
+
+class LogRecords(logging.Handler):
+    """The messages of a logger (transformers' own loggers do not reach pytest's caplog)."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.messages, self.logger = [], logging.getLogger(name)
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
 
 
 def test_corrupt_newest_checkpoint_is_detected_and_the_previous_one_resumes(tmp_path):
@@ -196,8 +232,11 @@ def test_corrupt_newest_checkpoint_is_detected_and_the_previous_one_resumes(tmp_
     # put it back as it was found and let --resume find it itself, then train on to step 8
     (out / "corrupt-checkpoint-6").rename(out / "checkpoint-6")
     cfg = load_config(config_file(tmp_path, max_steps=8))
-    result = run_training(cfg, resume=True)
+    with LogRecords("transformers") as records:
+        result = run_training(cfg, resume=True)
     assert result.exit_code == 0 and result.global_step == 8
+    # the tied lm_head.weight is stored once (as the embeddings): resuming does not call it a missing key
+    assert not any("missing keys" in m for m in records.messages)
     corrupt = [e for e in events_of(out) if e["event"] == "corrupt_checkpoint"]
     assert len(corrupt) == 1 and corrupt[0]["cause"].startswith("checkpoint-6: model.safetensors: sha256")
     state = json.loads((out / "trainer_state.json").read_text())
@@ -222,6 +261,12 @@ def test_injected_nan_is_rolled_back_and_training_continues_at_a_lower_lr(tmp_pa
     assert all(losses[s] == pytest.approx(ref_losses[s], abs=1e-6) for s in range(1, 5))   # before: identical
     rates, ref_rates = learning_rates(result.output_dir), learning_rates(reference.output_dir)
     assert all(rates[s] == pytest.approx(ref_rates[s] * 0.5) for s in range(5, 13))      # after: LR halved
+    # the summary and the closing line of `resnet-bk train` count what events.jsonl holds, recoveries named
+    summary = json.loads((result.output_dir / "train_summary.json").read_text())
+    assert summary["events"] == len(events_of(result.output_dir)) == 1 and summary["recoveries"] == 1
+    assert describe_events(result.output_dir).startswith("1 event(s) in ")
+    assert "(1 rollback); 1 of them recoveries" in describe_events(result.output_dir)
+    assert describe_events(reference.output_dir) == "no events (no recoveries)"
     assert not (result.output_dir / "checkpoint-6").exists() or verify_checkpoint(result.output_dir / "checkpoint-6")[0]
 
 
@@ -346,7 +391,7 @@ def wait_for(predicate, proc, timeout=120):
 PAUSING_CHILD = """
 import pathlib, sys, time
 from transformers import TrainerCallback
-from resnet_bk_hf.train import load_config, run_training
+from resnet_bk_hf.training import load_config, run_training
 config, pause_at, marker = sys.argv[1], int(sys.argv[2]), pathlib.Path(sys.argv[3])
 
 class PauseAfterLogging(TrainerCallback):

@@ -1,5 +1,9 @@
-"""Training through `transformers.Trainer`: guards against NaN, loss spikes and divergence, signal handling,
-checksummed checkpoints, a JSONL log of events. `resnet-bk train` (train.py) puts them together."""
+"""Trainer callbacks of the fault handling: the anomaly guard (NaN/Inf, gradient-norm spikes, loss divergence),
+SIGTERM/SIGINT checkpoints, sha256 manifests after each save, a JSONL log of every Trainer log entry, step
+timing, and the event log (OUTPUT_DIR/events.jsonl) that records each recovery with its cause.
+
+`build_trainer` (trainer.py) attaches them; `run_training` (run.py) reads the guard's verdict after each attempt.
+"""
 from __future__ import annotations
 
 import json
@@ -8,17 +12,22 @@ import signal
 import statistics
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 logger = logging.get_logger("resnet_bk_hf.training")
+
+# Events of events.jsonl that are recoveries (the run went on after them); the others are notes ("resume":
+# where a run started from), a stop ("signal") or the end of the recoveries ("gave_up").
+RECOVERY_EVENTS = ("rollback", "out_of_memory", "corrupt_checkpoint")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,9 +45,10 @@ def first_non_finite(named_values):
 class NonFiniteLossCallback(TrainerCallback):
     """Stop training at the first logged NaN/inf loss or gradient norm, with a clear error.
 
-    Trainer keeps the checkpoints it saved before that point, so no finished work is lost;
-    the error names the newest one to resume from (`trainer.train(resume_from_checkpoint=...)`).
-    Set `logging_nan_inf_filter=False` in TrainingArguments, or Trainer hides such losses.
+    For a plain `Trainer` (the examples); `build_trainer`'s trainers have the `TrainingGuardCallback` instead.
+    Trainer keeps the checkpoints it saved before that point, so no finished work is lost; the error names
+    the newest one to resume from (`trainer.train(resume_from_checkpoint=...)`). Set
+    `logging_nan_inf_filter=False` in TrainingArguments, or Trainer hides such losses.
     """
 
     def __init__(self):
@@ -61,41 +71,6 @@ class NonFiniteLossCallback(TrainerCallback):
                                      "Lower the learning rate or enable gradient clipping (max_grad_norm).")
 
 
-def loss_history(log_history: List[dict]):
-    """(steps, train losses, eval steps, eval losses) from Trainer.state.log_history."""
-    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
-    return train, evals
-
-
-def plot_loss_curve(log_history: List[dict], path: str | Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train, evals = loss_history(log_history)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if train:
-        ax.plot(*zip(*train), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals), "o-", label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Fault handling for `resnet-bk train` (resnet_bk_hf/train.py runs the attempts; these are its parts).
-# ---------------------------------------------------------------------------------------------------------
-
 class EventLog:
     """Recoveries and their causes: one JSON object per line in OUTPUT_DIR/events.jsonl, and a log warning."""
 
@@ -115,6 +90,25 @@ class EventLog:
                 f.write(json.dumps(entry, default=str) + "\n")
         return entry
 
+    def counts(self) -> Dict[str, int]:
+        """{event: count} of everything in events.jsonl (earlier sessions of a resumed run included)."""
+        return count_events(self.path)
+
+
+def count_events(path: str | Path) -> Dict[str, int]:
+    """{event kind: count} of an events.jsonl (lines that are not JSON objects are skipped)."""
+    path = Path(path)
+    counts: Counter = Counter()
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("event"), str):
+                counts[entry["event"]] += 1
+    return dict(counts)
+
 
 @dataclass
 class Anomaly:
@@ -124,21 +118,23 @@ class Anomaly:
 
 
 class TrainingGuardCallback(TrainerCallback, ExportableState):
-    """Watches every optimizer step (loss, pre-clip gradient norm) and flags what must be rolled back.
+    """Watches the optimizer steps (loss, pre-clip gradient norm) and flags what must not go on.
 
     - non-finite loss or gradient norm, or non-finite parameters about to be saved in a checkpoint;
     - a gradient-norm spike: more than `grad_spike_factor` x the median of the last `window` accepted steps;
     - loss divergence: the mean loss of the last `divergence_window` steps above `divergence_factor` x the
       lowest such mean seen so far.
+    `grad_spike_factor=None` / `divergence_factor=None` turn those two checks off; with both off the guard
+    reads only the logged loss and gradient norm (no per-step synchronisation with the GPU).
     On an anomaly it stops training without saving (so no checkpoint holds the bad state); the caller
-    (`ResilientTrainer` feeds the values, `train.run_training` decides) rolls back to the last good
-    checkpoint and lowers the LR by `lr_decay`. `lr_scale` (the product of those decays) and the
-    statistics travel inside every checkpoint (trainer_state.json, as an ExportableState), so a resumed
+    (`ResilientTrainer` feeds the values, `run.train_with_recovery` decides) rolls back to the last good
+    checkpoint and lowers the LR by `lr_decay`, or ends the run. `lr_scale` (the product of those decays) and
+    the statistics travel inside every checkpoint (trainer_state.json, as an ExportableState), so a resumed
     run goes on with them. The detection is cheap: a few floats per step.
     """
 
-    def __init__(self, grad_spike_factor: float = 10.0, window: int = 50, min_history: int = 10,
-                 divergence_factor: float = 2.0, divergence_window: int = 20, lr_decay: float = 0.5):
+    def __init__(self, grad_spike_factor: Optional[float] = 10.0, window: int = 50, min_history: int = 10,
+                 divergence_factor: Optional[float] = 2.0, divergence_window: int = 20, lr_decay: float = 0.5):
         self.grad_spike_factor = grad_spike_factor
         self.window = window
         self.min_history = min_history
@@ -151,6 +147,11 @@ class TrainingGuardCallback(TrainerCallback, ExportableState):
         self.lr_scale = 1.0
         self.pending_lr_factor = 1.0   # applied once to the optimizer/scheduler at the next train() start
         self.anomaly: Optional[Anomaly] = None
+
+    @property
+    def per_step(self) -> bool:
+        """Whether every optimizer step must be judged (spike or divergence detection is on)."""
+        return self.grad_spike_factor is not None or self.divergence_factor is not None
 
     # -- state that travels in checkpoints --
     def state(self) -> dict:
@@ -186,19 +187,33 @@ class TrainingGuardCallback(TrainerCallback, ExportableState):
         if factor != 1.0:
             scale_learning_rate(optimizer, lr_scheduler, factor)
 
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # Without per-step checks, the logged loss (a mean over the logging interval: NaN if any step was) and
+        # gradient norm are what is judged, before Trainer saves this step.
+        if self.per_step or self.anomaly is not None:
+            return
+        bad = first_non_finite((key, (logs or {}).get(key)) for key in ("loss", "grad_norm"))
+        if bad is not None:
+            name = "gradient norm" if bad[0] == "grad_norm" else bad[0]
+            self._flag(state.global_step, "non_finite", f"logged {name} is {bad[1]} at step {state.global_step}")
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+
     # -- detection --
     def check_step(self, step: int, loss: Optional[float], grad_norm: Optional[float]) -> Optional[Anomaly]:
         """Judge one optimizer step; accepted steps join the running statistics."""
         bad = first_non_finite((("loss", loss), ("gradient norm", grad_norm)))
         if bad is not None:
             return self._flag(step, "non_finite", f"{bad[0]} is {bad[1]} at step {step}")
-        if grad_norm is not None and len(self.grad_norms) >= self.min_history:
+        spikes = self.grad_spike_factor is not None
+        if spikes and grad_norm is not None and len(self.grad_norms) >= self.min_history:
             median = statistics.median(self.grad_norms)
             if median > 0 and grad_norm > self.grad_spike_factor * median:
                 return self._flag(step, "grad_spike", f"gradient norm {grad_norm:.4g} at step {step} is "
                                   f"{grad_norm / median:.1f}x the running median {median:.4g} "
                                   f"(limit {self.grad_spike_factor}x)")
-        if loss is not None:
+        if loss is not None and self.divergence_factor is not None:
             recent = (self.losses + [loss])[-self.divergence_window:]
             if len(recent) == self.divergence_window:
                 mean = sum(recent) / len(recent)
@@ -208,7 +223,7 @@ class TrainingGuardCallback(TrainerCallback, ExportableState):
                                       f"such mean {self.best_mean_loss:.4g}")
                 self.best_mean_loss = mean if self.best_mean_loss is None else min(self.best_mean_loss, mean)
             self.losses = recent[-max(self.divergence_window, 1):]
-        if grad_norm is not None:
+        if grad_norm is not None and spikes:
             self.grad_norms = (self.grad_norms + [grad_norm])[-self.window:]
         return None
 
@@ -239,57 +254,12 @@ def parameters_are_finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.numel() > 0)
 
 
-class ResilientTrainer(Trainer):
-    """`Trainer` that shows every optimizer step's loss and gradient norm to a `TrainingGuardCallback`.
-
-    Trainer hands callbacks neither the per-step loss nor the gradient norm, so this subclass collects the
-    loss in `training_step` and reads the gradient norm where Trainer passes it on to logging. On an
-    anomaly the step is neither saved nor evaluated and training stops (the caller rolls back).
-    """
-
-    def __init__(self, *args, guard: TrainingGuardCallback, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.guard = guard
-        if guard not in self.callback_handler.callbacks:
-            self.add_callback(guard)
-        self._step_loss = None
-
-    def get_train_dataloader(self):
-        # transformers 4.x resumes with the batch size stored in the checkpoint; after an out-of-memory
-        # recovery the configured (halved) per-device batch must win.
-        if not self.args.auto_find_batch_size:
-            self._train_batch_size = self.args.train_batch_size
-        return super().get_train_dataloader()
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        self._step_loss = loss.detach() if self._step_loss is None else self._step_loss + loss.detach()
-        return loss
-
-    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
-        step_loss, self._step_loss = self._step_loss, None
-        if step_loss is not None and self.state.global_step > 0:
-            loss = float(self.accelerator.reduce(step_loss, reduction="mean"))
-            norm = None if grad_norm is None else float(grad_norm)
-            anomaly = self.guard.check_step(self.state.global_step, loss, norm)
-            if anomaly is None and self.control.should_save and not self._parameters_finite_everywhere():
-                self.guard.flag_parameters(self.state.global_step)
-        if self.guard.anomaly is not None:   # also at the epoch-end call that follows the stop
-            self.control.should_save = False
-            self.control.should_evaluate = False
-            self.control.should_training_stop = True
-        return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
-
-    def _parameters_finite_everywhere(self) -> bool:
-        finite = torch.tensor(float(parameters_are_finite(self.model)), device=self.args.device)
-        return bool(self.accelerator.reduce(finite, reduction="sum") == self.args.world_size)
-
-
 class ChecksumManifestCallback(TrainerCallback):
     """After each checkpoint save, write its sha256 manifest (checkpoints.write_manifest)."""
 
     def on_save(self, args, state, control, **kwargs):
         from accelerate import PartialState
+
         from .checkpoints import write_manifest
         PartialState().wait_for_everyone()   # every rank has written its shards
         if state.is_world_process_zero:
@@ -345,7 +315,7 @@ class JsonlLogCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # A run killed mid-write leaves a torn last line: end it, so the resumed run's entries start on their own
-        # lines (readers skip the torn one, train.per_step_losses).
+        # lines (readers skip the torn one, run.per_step_losses).
         path = Path(args.output_dir) / "train_log.jsonl"
         if state.is_world_process_zero and path.is_file() and path.stat().st_size > 0:
             with open(path, "rb+") as f:
@@ -355,7 +325,9 @@ class JsonlLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir) / "train_log.jsonl", "a", encoding="utf-8") as f:
+            path = Path(args.output_dir) / "train_log.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
