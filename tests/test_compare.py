@@ -3,6 +3,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def test_config_errors_name_the_field(tmp_path):
                           (lambda d: d.update(seeds=[0, 0]), "seeds"),
                           (lambda d: d["train"].update(learning_rate=-1), "train.learning_rate"),
                           (lambda d: d["sizes"]["tiny"]["layers"].pop("mamba"), "sizes.tiny.layers.mamba"),
-                          (lambda d: d["train"].update(bogus=1), "train.bogus"),
+                          (lambda d: d["train"].update(bogus=1), "train: unknown key(s) ['bogus']"),
                           (lambda d: d.update(long_context={"seq_lens": [48], "tokens_per_step": 64, "tokens": 64}),
                            "long_context.tokens_per_step"),
                           (lambda d: d["train"].update(micro_batch_size={"mamba": 3}), "train.micro_batch_size.mamba"),
@@ -123,7 +124,7 @@ def test_config_errors_name_the_field(tmp_path):
                            "long_context.gradient_checkpointing")]:
         data = copy.deepcopy(base)
         mutate(data)
-        with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        with pytest.raises(ValueError, match=re.escape(field)):
             parse_config(data)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
@@ -400,6 +401,9 @@ def test_compare_end_to_end_tiny(tmp_path, bench_data_dir):
     run = json.loads((tmp_path / "out/runs/tiny/mamba/seed1/result.json").read_text())
     assert len(run["loss_curve"]) == 4 and run["train"]["tokens_seen"] == 512
     assert run["train"]["gpu_shared_by_processes"] == 2 and not run["train"]["gradient_checkpointing"]
+    # the fault-tolerance setting of every run is in its result: no rollback, non-finite values only
+    assert run["fault_tolerance"]["rollback"] is False and run["fault_tolerance"]["grad_spike_factor"] is None
+    assert run["fault_tolerance"]["events"] == [] and run["fault_tolerance"]["rollbacks"] == 0
     assert entry["comparisons"]["mamba - resnet_bk"]["train_tokens_per_second"]["seeds"] == [0]
     assert (tmp_path / "out/runs/tiny/resnet_bk/seed0/model/model.safetensors").is_file()
     # long context: every architecture at both lengths, trained and streamed through moby-dick
@@ -556,6 +560,8 @@ def test_a_run_stopped_during_evaluation_is_not_trained_again(tmp_path, syntheti
     from resnet_bk_hf.compare import long_context
     from resnet_bk_hf.compare.config import load_config
     from resnet_bk_hf.compare.runner import run_compare
+    from test_fault_tolerance import spy_on_build_trainer
+    calls = spy_on_build_trainer(monkeypatch)
 
     def config(out):
         cfg = load_config(ROOT / "examples/compare/tiny_cpu.yaml", {"output_dir": str(out),
@@ -574,6 +580,10 @@ def test_a_run_stopped_during_evaluation_is_not_trained_again(tmp_path, syntheti
         run_compare(config(tmp_path / "a"))
     run_dir = tmp_path / "a/long_context/resnet_bk/N32"
     assert not (run_dir / "result.json").exists() and (run_dir / "checkpoints/checkpoint-2").is_dir()
+    # its Trainer came from the one builder, with compare's recipe translated into the training schema
+    (run_cfg, trainer), = calls
+    assert run_cfg.training["output_dir"] == str(run_dir / "checkpoints") and trainer.args.max_steps == 2
+    assert run_cfg.data.block_size == 32 and not run_cfg.fault_tolerance.rollback
     monkeypatch.setattr(long_context, "stream_moby_dick", stream)
     run_compare(config(tmp_path / "a"))
     resumed = json.loads((run_dir / "result.json").read_text())
@@ -746,3 +756,56 @@ def test_quant_eval_quantizes_every_linear_but_the_head_and_reports_the_loss_it_
         increase = entry["int8"]["bits_per_byte_increase"]["sotu_valid"]
         assert 0 < abs(increase) < 0.05, (name, increase)
         assert hashlib.sha256((tmp_path / name / "model.safetensors").read_bytes()).hexdigest() == digests[name]
+
+
+def test_example_compare_configs_load_and_translate_to_the_training_schema(tmp_path):
+    """Every examples/compare/*.yaml passes the compare schema, and each run's recipe translates into a training
+    config (training/schema.py) whose TrainingArguments build."""
+    from resnet_bk_hf.compare.config import load_config, run_config
+    from resnet_bk_hf.training import make_training_args
+    files = sorted((ROOT / "examples/compare").glob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        cfg = load_config(path)
+        for arch in cfg.architectures:
+            run_cfg = run_config(cfg.train, cfg.fault_tolerance, arch=arch, run_dir=tmp_path / path.stem, device="cpu",
+                                 bf16=False, seed=cfg.seeds[0])
+            args = make_training_args(run_cfg)
+            assert args.per_device_train_batch_size * args.gradient_accumulation_steps == cfg.train.batch_size
+            assert args.max_steps == cfg.train.tokens // (cfg.train.batch_size * cfg.train.seq_len), path.name
+
+
+def test_a_non_finite_loss_ends_a_compared_run_as_diverged_or_rolls_it_back(tmp_path, synthetic_data_dir, monkeypatch):
+    """compare's fault handling comes from the same Trainer builder: by default (rollback off) a NaN ends the run
+    with status "diverged", recorded, no evaluation; with fault_tolerance.rollback the run rolls back and finishes."""
+    from transformers import TrainerCallback
+    from resnet_bk_hf.compare.config import compare_fault_tolerance, load_config
+    from resnet_bk_hf.compare.runner import RunSelection, run_compare
+    from test_fault_tolerance import poison, spy_on_build_trainer
+
+    class PoisonOnce(TrainerCallback):
+        fired = False
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 1 and not PoisonOnce.fired:
+                PoisonOnce.fired = True
+                poison(model)
+
+    spy_on_build_trainer(monkeypatch, add_callbacks=[PoisonOnce()])
+    results = {}
+    for rollback in (False, True):
+        PoisonOnce.fired = False
+        cfg = load_config(ROOT / "examples/compare/tiny_cpu.yaml", {"output_dir": str(tmp_path / str(rollback)),
+                                                                     "data_dir": str(synthetic_data_dir)})
+        cfg.architectures, cfg.seeds, cfg.long_context, cfg.save_models = ["resnet_bk"], [0], None, False
+        cfg.fault_tolerance = compare_fault_tolerance({"rollback": rollback})
+        run_compare(cfg, selection=RunSelection(aggregate=False))
+        results[rollback] = json.loads((tmp_path / str(rollback) / "runs/tiny/resnet_bk/seed0/result.json").read_text())
+    diverged, rolled_back = results[False], results[True]
+    assert diverged["status"] == "diverged" and "validation" not in diverged and diverged["nonfinite_loss"]
+    assert "logged loss is nan at step 2" in diverged["error"] and "rollback is false" in diverged["error"]
+    assert [e["event"] for e in diverged["fault_tolerance"]["events"]] == ["stopped"]
+    assert rolled_back["status"] == "ok" and rolled_back["fault_tolerance"]["rollback"] is True
+    assert rolled_back["fault_tolerance"]["rollbacks"] == 1 and "validation" in rolled_back
+    assert [e["event"] for e in rolled_back["fault_tolerance"]["events"]] == ["rollback"]
+    assert len(rolled_back["loss_curve"]) == 4 and all(math.isfinite(c["loss"]) for c in rolled_back["loss_curve"])

@@ -17,33 +17,13 @@ the formulas); its matmul part is checked against the built models in tests/test
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 
-ARCHITECTURES = ("resnet_bk", "mamba", "mamba2", "transformer")
-TRANSFORMER_FAMILIES = ("llama", "gpt2")
-
-
-@dataclass
-class ArchSpec:
-    """What `build_config` needs: width, depth and the per-family knobs."""
-
-    arch: str
-    hidden_size: int
-    num_layers: int
-    head_dim: int = 64                 # attention / BK heads: hidden_size // head_dim of them
-    intermediate_size: Optional[int] = None   # FFN width (resnet_bk, transformer); None = family default
-    num_shifts: int = 8                # ResNet-BK spectral shifts per head (state size per channel)
-    state_size: int = 16               # Mamba N (Mamba-2: see mamba2_state_size)
-    mamba2_state_size: int = 64
-    mamba2_head_dim: int = 64
-    mamba2_chunk_size: int = 256
-    transformer_family: str = "llama"
-    max_position_embeddings: int = 2048
-    use_mambapy: bool = False
-    extra: Dict = field(default_factory=dict)
+# ArchSpec and the one model builder live in training/models.py (`build_model` also builds the model of a
+# `resnet-bk train` config); they are re-exported here for the sizing below and for older imports.
+from ..training.models import ARCHITECTURES, TRANSFORMER_FAMILIES, ArchSpec, arch_config, build_model  # noqa: F401
 
 
 def mambapy_available() -> bool:
@@ -52,80 +32,6 @@ def mambapy_available() -> bool:
 
 def mamba_ssm_available() -> bool:
     return importlib.util.find_spec("mamba_ssm") is not None
-
-
-def build_config(spec: ArchSpec, vocab_size: int, pad_token_id: int, eos_token_id: int):
-    """A transformers config for `spec`; raises ValueError naming a bad field."""
-    d, L = spec.hidden_size, spec.num_layers
-    if spec.arch not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {spec.arch!r}")
-    if d < 1 or L < 1:
-        raise ValueError(f"hidden_size and num_layers must be >= 1, got {d} and {L}")
-    common = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=eos_token_id,
-                  eos_token_id=eos_token_id, tie_word_embeddings=True)
-    if spec.arch == "resnet_bk":
-        from ..configuration import ResNetBKConfig
-        if d % spec.head_dim:
-            raise ValueError(f"resnet_bk hidden_size={d} must be a multiple of head_dim={spec.head_dim}")
-        return ResNetBKConfig(hidden_size=d, num_hidden_layers=L, num_heads=d // spec.head_dim,
-                              num_shifts=spec.num_shifts, intermediate_size=spec.intermediate_size,
-                              **spec.extra, **common)
-    if spec.arch == "mamba":
-        from transformers import MambaConfig
-        return MambaConfig(hidden_size=d, num_hidden_layers=L, state_size=spec.state_size, expand=2,
-                           conv_kernel=4, use_mambapy=spec.use_mambapy, **spec.extra, **common)
-    if spec.arch == "mamba2":
-        from transformers import Mamba2Config
-        expand_d = 2 * d
-        if expand_d % spec.mamba2_head_dim:
-            raise ValueError(f"mamba2: 2 * hidden_size={expand_d} must be a multiple of "
-                             f"mamba2_head_dim={spec.mamba2_head_dim}")
-        return Mamba2Config(hidden_size=d, num_hidden_layers=L, state_size=spec.mamba2_state_size, expand=2,
-                            head_dim=spec.mamba2_head_dim, num_heads=expand_d // spec.mamba2_head_dim, n_groups=1,
-                            chunk_size=spec.mamba2_chunk_size, conv_kernel=4, **spec.extra, **common)
-    # transformer
-    if spec.transformer_family not in TRANSFORMER_FAMILIES:
-        raise ValueError(f"transformer_family must be one of {TRANSFORMER_FAMILIES}, got {spec.transformer_family!r}")
-    if d % spec.head_dim:
-        raise ValueError(f"transformer hidden_size={d} must be a multiple of head_dim={spec.head_dim}")
-    heads = d // spec.head_dim
-    if spec.transformer_family == "llama":
-        from transformers import LlamaConfig
-        ffn = spec.intermediate_size or 32 * -(-8 * d // 3 // 32)
-        return LlamaConfig(hidden_size=d, num_hidden_layers=L, num_attention_heads=heads, num_key_value_heads=heads,
-                           intermediate_size=ffn, max_position_embeddings=spec.max_position_embeddings,
-                           attn_implementation="sdpa", **spec.extra, **common)
-    from transformers import GPT2Config
-    return GPT2Config(n_embd=d, n_layer=L, n_head=heads, n_inner=spec.intermediate_size or 4 * d,
-                      n_positions=spec.max_position_embeddings, attn_implementation="sdpa", **spec.extra, **common)
-
-
-def model_class(arch: str, transformer_family: str = "llama"):
-    if arch == "resnet_bk":
-        from ..modeling import ResNetBKForCausalLM
-        return ResNetBKForCausalLM
-    if arch == "mamba":
-        from transformers import MambaForCausalLM
-        return MambaForCausalLM
-    if arch == "mamba2":
-        from transformers import Mamba2ForCausalLM
-        return Mamba2ForCausalLM
-    if transformer_family == "gpt2":
-        from transformers import GPT2LMHeadModel
-        return GPT2LMHeadModel
-    from transformers import LlamaForCausalLM
-    return LlamaForCausalLM
-
-
-def build_model(spec: ArchSpec, vocab_size: int, pad_token_id: int, eos_token_id: int, meta: bool = False):
-    config = build_config(spec, vocab_size, pad_token_id, eos_token_id)
-    cls = model_class(spec.arch, spec.transformer_family)
-    if spec.arch == "transformer":
-        config._attn_implementation = "sdpa"
-    if meta:
-        with torch.device("meta"):
-            return cls(config)
-    return cls(config)
 
 
 def embedding_parameters(model) -> set:
@@ -179,7 +85,7 @@ def size_model(arch: str, target_non_embedding: int, num_layers: int, vocab_size
         d += width_multiple
     spec = spec_at(best)
     if arch in ("resnet_bk", "transformer"):
-        base = build_config(spec, vocab_size, 0, 1)
+        base = arch_config(spec, vocab_size, 0, 1)
         ffn0 = getattr(base, "intermediate_size", None) or getattr(base, "n_inner", None)
         lo, hi = ffn_multiple, 4 * ffn0 + ffn_multiple
         # count is affine in the FFN width: two probes give the slope, then round to the multiple

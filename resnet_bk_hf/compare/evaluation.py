@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm   # bars only on a terminal (disable=None): a log file gets none
 
 LN2 = math.log(2.0)
 
@@ -38,7 +38,7 @@ def evaluate_blocks(model, stream: Sequence[int], byte_lengths: Sequence[int], b
     was_training = model.training
     model.eval()
     nll_sum, tokens, n_bytes = 0.0, 0, 0
-    for i in tqdm(range(0, len(starts), batch_size), desc=desc, leave=False):
+    for i in tqdm(range(0, len(starts), batch_size), desc=desc, leave=False, disable=None):
         group = starts[i:i + batch_size]
         length = max(min(block_size, ids.numel() - 1 - s) for s in group)
         inputs = torch.zeros(len(group), length, dtype=torch.long)
@@ -152,7 +152,7 @@ def streaming_nll(model, arch: str, ids: Sequence[int], chunk: int, device, wind
     streamer = MambaStreamer(model) if arch == "mamba" else None
     ctx = torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype,
                          enabled=autocast_dtype is not None)
-    for s in tqdm(range(0, T, chunk), desc=desc, leave=False):
+    for s in tqdm(range(0, T, chunk), desc=desc, leave=False, disable=None):
         e = min(s + chunk, T)
         targets = ids[s + 1:e + 1].to(device)
         with ctx:

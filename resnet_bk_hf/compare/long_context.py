@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from ..data import tokenize_and_chunk
+from .config import RunSelection, use_bf16
 from .data import eval_token_stream, load_bench_train, load_long_context_text
 from .evaluation import _summary, position_profile, streaming_nll
-from .runner import train_and_evaluate, use_bf16
+from .single_run import train_and_evaluate
 
 STREAMING_ARCHS = ("resnet_bk", "mamba", "transformer")
 
@@ -45,7 +46,6 @@ def stream_moby_dick(model, arch: str, seq_len: int, ids, byte_lengths, device, 
 
 
 def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fairness, selection=None):
-    from .runner import RunSelection
     selection = selection or RunSelection()
     lc = cfg.long_context
     size = lc.size or cfg.sizes[0].name
@@ -89,4 +89,5 @@ def run_long_context(cfg, specs, device, tokenizer, data_dir, byte_lengths, fair
                 bf16=bf16, fairness=fairness | {"recipe": train.recipe(), "train_tokens_budget": lc.tokens},
                 extra={"size": size, "seq_len": n, "batch_size": batch, "micro_batch_size": micro},
                 save_model=False, target_params=None, after_training=stream,
-                gradient_checkpointing=lc.gradient_checkpointing, gpu_shared_by=selection.gpu_shared_by)
+                gradient_checkpointing=lc.gradient_checkpointing, gpu_shared_by=selection.gpu_shared_by,
+                fault_tolerance=cfg.fault_tolerance)
