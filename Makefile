@@ -50,7 +50,7 @@ $(VENV457)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 test-transformers-4.57: $(VENV457)/.installed
-	$(VENV457)/bin/python -m pytest tests -q --ignore=tests/test_triton_scan.py
+	$(VENV457)/bin/python -m pytest tests -q --ignore=tests/ops/test_triton_scan.py
 
 clean:
 	rm -rf $(VENV) $(VENV457) results outputs *.egg-info

@@ -8,7 +8,7 @@ launch held back), then runs torch's analysis on each, for sm_90 when no GPU is 
 not a device). Must run with TRITON_INTERPRET=0 (the interpreter's kernels have no TTIR). Prints one JSON object:
 {"calls": [{"pass", "kernel", "writes", "inputs_written"}], "analysis": name of torch's function}.
 
-    TRITON_INTERPRET=0 python tests/triton_mutation_probe.py
+    TRITON_INTERPRET=0 python tests/ops/triton_mutation_probe.py
 """
 import inspect
 import json

@@ -2,7 +2,7 @@
 
 On any machine (no GPU needed): torch's Triton mutation analysis must not see a graph input written by any
 scan kernel, else torch.compile(mode="reduce-overhead") skips CUDA graphs for every graph that holds a BK layer
-(tests/triton_mutation_probe.py says how it is checked). On a GPU: the compiled scan (fullgraph, both modes)
+(tests/ops/triton_mutation_probe.py says how it is checked). On a GPU: the compiled scan (fullgraph, both modes)
 matches eager, and reduce-overhead records no CUDA-graph skip.
 """
 import json
@@ -19,14 +19,14 @@ tkw = pytest.importorskip("torch._higher_order_ops.triton_kernel_wrap")
 if not (hasattr(tkw, "identify_accessed_tensors") or hasattr(tkw, "identify_mutated_tensors")):
     pytest.skip("this torch has no Triton mutation analysis", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # what each pass must be found to write (so an analysis that finds nothing fails too)
 MUST_WRITE = {"fwd": {"o_ptr", "x_ptr"}, "bwd": {"ubar_ptr", "abar_ptr", "hbar_ptr", "zb_ptr"}}
 
 
 def test_no_scan_kernel_is_seen_writing_a_graph_input():
     env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "triton_mutation_probe.py")],
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "ops" / "triton_mutation_probe.py")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "assuming every input is mutated" not in run.stderr, run.stderr[-3000:]

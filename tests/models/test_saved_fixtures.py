@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 import resnet_bk_hf  # noqa: F401  (registers the Auto classes)
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "saved_models"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saved_models"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.pt").is_file())
 
 # A child interpreter that cannot import resnet_bk_hf: only the directory's own code builds the model.
