@@ -72,7 +72,11 @@ def run_demo(output_dir="outputs/demo-model", results_dir="results", max_steps=N
     run = run_training(cfg)
     trainer = run.trainer
     model, tokenizer = trainer.model, run.tokenizer
-    eval_loss = trainer.evaluate()["eval_loss"]
+    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last_eval is not None and last_eval["step"] == run.global_step:   # evaluated at the last step already
+        eval_loss = last_eval["eval_loss"]
+    else:
+        eval_loss = trainer.evaluate()["eval_loss"]
     greedy_text, sampled_text = generate_continuations(model, tokenizer)
     steps, block, batch = run.global_step, cfg.data.block_size, trainer.args.per_device_train_batch_size
     n_params = sum(p.numel() for p in model.parameters())

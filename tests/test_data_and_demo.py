@@ -69,7 +69,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     # the model folder is the one to upload: model and tokenizer, no checkpoint (optimizer state) inside;
     # the checkpoints went to demo-checkpoints beside it and were removed once the model was saved
     assert not [p.name for p in (tmp_path / "model").iterdir() if p.is_dir()]
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "model").iterdir()}
+    saved = {p.name for p in (tmp_path / "model").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= saved and "training_args.bin" not in saved
     run_dir = tmp_path / "demo-checkpoints"
     assert (run_dir / "train_summary.json").is_file() and not list(run_dir.glob("checkpoint-*"))
     saved = json.loads((tmp_path / "results" / "demo.json").read_text())

@@ -1,8 +1,8 @@
 """What a run shows while it works: tqdm bars on a terminal, plain lines everywhere else.
 
 Trainer's tqdm bars redraw with carriage returns; written to a file or a CI log they become thousands of
-updates, with the evaluation bar nested inside the training bar. When stdout is not a terminal (and the
-config does not set `training.disable_tqdm` itself) `build_trainer` turns the bars off and attaches
+updates, with the evaluation bar nested inside the training bar. When stdout is not a terminal (nor a
+notebook, and the config does not set `training.disable_tqdm` itself) `build_trainer` turns the bars off and attaches
 `PlainProgressCallback`: one line per logging step (step, loss, learning rate, gradient norm, tokens/s).
 `say` prints the preparation steps (tokenizer, data loading, tokenizing) from the main process only; the bars
 that transformers and `datasets` draw themselves are turned off too (`quiet_library_bars`).
@@ -18,8 +18,11 @@ from transformers import TrainerCallback
 
 
 def stdout_is_terminal() -> bool:
+    """Whether bars can redraw in place: stdout is a terminal, or this is a Jupyter notebook (Trainer draws its
+    notebook bar there)."""
+    from transformers.utils import is_in_notebook
     try:
-        return bool(sys.stdout.isatty())
+        return bool(sys.stdout.isatty()) or is_in_notebook()
     except (AttributeError, ValueError):   # replaced or closed stdout
         return False
 

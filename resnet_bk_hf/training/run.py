@@ -20,6 +20,7 @@ import gc
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import time
@@ -331,6 +332,9 @@ def _finish(trainer, tokenizer, cfg: TrainConfig, output_dir: Path, events: Even
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(model_dir))
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        if model_dir.resolve() != output_dir.resolve() and (model_dir / "training_args.bin").is_file():
+            # a pickle of TrainingArguments: a record of the run, kept with the run, not in the model folder
+            os.replace(model_dir / "training_args.bin", output_dir / "training_args.bin")
         if not cfg.output.keep_checkpoints:
             for _, folder in list_checkpoints(output_dir):
                 shutil.rmtree(folder)
