@@ -1,4 +1,4 @@
-"""Benchmark of the fused Triton BK scan on one GPU (issue 3; DESIGN.md 2.6).
+"""Benchmark of the fused Triton BK scan on one GPU (issue 3; docs/design.md 2.6).
 
     PYTHONPATH=. python benchmarks/kernel_bench.py [OUT.json] [--quick] [--no-check] [--no-grid]
         [--grid-n=N1,N2,..] [--grid-io=float32,bfloat16] [--no-compare] [--no-reference] [--small-n]

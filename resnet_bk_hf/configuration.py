@@ -54,7 +54,7 @@ def _scan_config(value):
 
 
 class ResNetBKConfig(PretrainedConfig):
-    r"""Configuration of a ResNet-BK causal language model (see DESIGN.md sections 2 and 3).
+    r"""Configuration of a ResNet-BK causal language model (see docs/design.md sections 2 and 3).
 
     Args:
         vocab_size: size of the token vocabulary.
@@ -62,7 +62,7 @@ class ResNetBKConfig(PretrainedConfig):
         num_hidden_layers: number of residual blocks (alias `n_layers`).
         num_heads: BK heads; each head has its own tridiagonal Hamiltonian. Must divide hidden_size.
         num_shifts: spectral shifts z_k per head (K): the state size per channel.
-        mixer_mode: "resolvent" (values + readout, DESIGN 2.5) or "diag" (the seeds' features [Re g, Im g]).
+        mixer_mode: "resolvent" (values + readout, docs/design.md 2.5) or "diag" (the seeds' features [Re g, Im g]).
         ffn_type: "mlp" (GELU) or "swiglu". intermediate_size: FFN hidden width (default 4 * hidden_size,
             or 8/3 * hidden_size rounded for swiglu).
         h0_diag: diagonal of the free Hamiltonian H0 (-2 = discrete Laplacian).

@@ -4,7 +4,7 @@ Read top to bottom: the cache -> the block (RMSNorm, BK layer, FFN) -> the pretr
 output classes and input checks -> the model -> the heads. The layers themselves live in `layers/` with
 explicit constructor arguments; this file only translates a `ResNetBKConfig` into them
 (`bk_layer_arguments`). The BK layer is the causal resolvent of a learned tridiagonal Hamiltonian
-(DESIGN.md 2.1, 2.5): per head and spectral shift z_k,
+(docs/design.md 2.1, 2.5): per head and spectral shift z_k,
 
     g_t = 1 / (a_t - z_k - b_t^2 g_{t-1}),   y_t = g_t (u_t - b_t y_{t-1}),
     o_t = sum_k Re(conj(C_{t,k}) y_t^(k))

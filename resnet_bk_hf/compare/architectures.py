@@ -12,7 +12,7 @@ Every model is a transformers `PreTrainedModel` with tied input/output embedding
 `size_model` picks the width (and then the FFN width) that brings the non-embedding parameter count
 closest to a target; counts come from instantiating the model on the meta device, so they are the
 real counts, not a formula. `forward_flops_per_token` is the analytic count (docs/results.md states
-the formulas); its matmul part is checked against the built models in tests/test_compare.py.
+the formulas); its matmul part is checked against the built models in tests/compare/test_compare.py.
 """
 from __future__ import annotations
 

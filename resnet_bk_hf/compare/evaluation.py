@@ -68,7 +68,7 @@ class MambaStreamer:
     every multi-token forward (its scan takes no initial state), so chunked prefill through its
     cache drops the carried state. This class recomputes the same layers from the model's weights
     and adds the carried state's contribution, which is linear: h_t = h_t(0) + (prod_{s<=t} dA_s) h_0.
-    tests/test_compare.py checks chunked == unchunked against the model's own forward.
+    tests/compare/test_compare.py checks chunked == unchunked against the model's own forward.
     """
 
     def __init__(self, model):

@@ -1,6 +1,6 @@
 """The BK layer: a sequence mixer that is the causal resolvent of a learned tridiagonal Hamiltonian.
 
-Per head h and spectral shift z_k (DESIGN.md 2.1, 2.5), from the token's hidden state x_t:
+Per head h and spectral shift z_k (docs/design.md 2.1, 2.5), from the token's hidden state x_t:
 
     v_t = clamp(potential(x_t) + positional bias)       a_t = h0_diag + v_t       hopping b_t > 0
     g_t = 1 / (a_t - z_k - b_t^2 g_{t-1})               y_t = g_t (u_t - b_t y_{t-1}),  u_t = values(x_t)

@@ -1,4 +1,4 @@
-"""The seeds' operator theory as tested tools (DESIGN.md section 4); docs/theory.md describes each object.
+"""The seeds' operator theory as tested tools (docs/design.md section 4); docs/theory.md describes each object.
 
     operators       Birman–Schwinger K(z) (grid and lattice), Schatten norms, their bounds, spectral clipping
     primes          prime sieve, alpha_{p,k}, the prime-bump potential, overlap check, eps schedule

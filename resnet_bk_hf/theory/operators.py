@@ -69,7 +69,7 @@ def tridiagonal_hamiltonian(a: torch.Tensor, hop: torch.Tensor) -> torch.Tensor:
 def full_green_diagonal(a: torch.Tensor, hop: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The seeds' non-causal diagonal G_tt = [(H - z)^-1]_{t,t} on the whole sequence.
 
-    Stable left/right continued fractions (DESIGN.md 2.2):
+    Stable left/right continued fractions (docs/design.md 2.2):
         G_tt = 1 / (a_t - z - hop_t^2 gl_{t-1} - hop_{t+1}^2 gr_{t+1})
     a, hop: (..., N) real (hop[..., 0] is ignored: there is nothing before t=0);
     z: complex, broadcastable against (...). Returns (..., N) complex (complex128 for float64 input).

@@ -4,7 +4,7 @@ Lattice setting of `operators.py`: H = H0 + diag(v), K(z) = |v|^{1/2} (H0 - z)^{
 
 * Fredholm determinant (regularised): det2(I + K) = det((I + K) exp(-K)) = det(I + K) exp(-tr K).
 * Perturbation determinant: det(I + K(z)) = det(H - z) / det(H0 - z). With the causal continued fraction
-  g_t = [(H_{1:t} - z)^{-1}]_{tt} = theta_{t-1} / theta_t (DESIGN.md 2.1) it is the O(N), overflow-free product
+  g_t = [(H_{1:t} - z)^{-1}]_{tt} = theta_{t-1} / theta_t (docs/design.md 2.1) it is the O(N), overflow-free product
 
       det(I + K(z)) = prod_t g0_t(z) / g_t(z),      g0 = the same for H0,
 

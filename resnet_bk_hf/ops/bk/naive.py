@@ -1,4 +1,4 @@
-"""Readable references for the BK scan (DESIGN.md 2.1, 2.2, 2.5): the definition the fast paths are tested
+"""Readable references for the BK scan (docs/design.md 2.1, 2.2, 2.5): the definition the fast paths are tested
 against. Plain PyTorch autograd over a Python loop on t, slow on purpose; the model reaches them only when
 `backend="naive"` is asked for. Shapes and conventions: the contract in `ops/bk/__init__.py`.
 
@@ -6,7 +6,7 @@ against. Plain PyTorch autograd over a Python loop on t, slow on purpose; the mo
     y_t = g_t (u_t - hop_t y_{t-1})
     o_t = sum_k Re(conj(C_{t,k}) y_t^(k))
 
-Only ratio recursions are used: determinants overflow (DESIGN.md 2.2).
+Only ratio recursions are used: determinants overflow (docs/design.md 2.2).
 """
 from __future__ import annotations
 

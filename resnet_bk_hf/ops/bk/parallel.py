@@ -1,4 +1,4 @@
-"""The BK scan in log-depth (parallel prefix) form, in real arithmetic only (DESIGN.md 2.3).
+"""The BK scan in log-depth (parallel prefix) form, in real arithmetic only (docs/design.md 2.3).
 
 This is the form the ONNX export uses, and the diag mode's g on CUDA: ONNX has no complex dtype, so complex
 numbers are (re, im) pairs of real tensors, and an ONNX Loop of ceil(log2 N)
@@ -10,10 +10,10 @@ positions t-2k+1 .. t.
 
     g: the Mobius map g -> 1 / (a_t - z - b_t^2 g) is the 2x2 matrix
        M_t = [[0, 1], [-b_t^2, a_t - z]] acting on (p, q) with g = p / q.
-       Matrix products grow like the determinants that DESIGN.md 2.2 forbids,
+       Matrix products grow like the determinants that docs/design.md 2.2 forbids,
        so every partial product is renormalised (only the ratio p / q matters).
     y: the affine map y -> c_t y + g_t u_t with c_t = -b_t g_t. Window products
-       of c_t are entries of a resolvent divided by g_s (DESIGN.md 2.1), so they
+       of c_t are entries of a resolvent divided by g_s (docs/design.md 2.1), so they
        stay bounded by about 1 / eta and need no renormalisation.
 
 Same signature and result as `naive.causal_resolvent_scan_naive` (shapes: `ops/bk/__init__.py`);

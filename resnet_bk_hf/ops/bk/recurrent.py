@@ -1,7 +1,7 @@
-"""The BK scan as a sequential loop with a hand-written exact backward (DESIGN.md 2.4).
+"""The BK scan as a sequential loop with a hand-written exact backward (docs/design.md 2.4).
 
 Same functions as `naive.causal_resolvent_scan_naive` and `naive.causal_green_naive`, but the loop runs
-without building an autograd graph and the gradient is the reverse linear scans of DESIGN.md 2.4. This is
+without building an autograd graph and the gradient is the reverse linear scans of docs/design.md 2.4. This is
 the CPU fast path, the exact path for float64 everywhere, and the blueprint the Triton kernel follows; it
 stores g_t and y_t for the backward (fine on CPU, where lengths are small), whereas the Triton kernel
 recomputes them per chunk.

@@ -1,4 +1,4 @@
-"""Fused Triton kernels of the causal BK scan: forward and exact backward (DESIGN.md 2.3, 2.4, 2.6).
+"""Fused Triton kernels of the causal BK scan: forward and exact backward (docs/design.md 2.3, 2.4, 2.6).
 
 Imports Triton: the dispatcher (`resnet_bk_hf.ops.bk`) imports this package lazily. Same function as
 `naive.causal_resolvent_scan_naive` (shapes and recurrence there):

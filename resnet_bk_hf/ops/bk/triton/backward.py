@@ -1,4 +1,4 @@
-"""The exact backward of the Triton BK scan (version 3: sequential walks; DESIGN.md 2.4, 2.6).
+"""The exact backward of the Triton BK scan (version 3: sequential walks; docs/design.md 2.4, 2.6).
 
 It restarts from the chunk-boundary states the forward saved (Gs, Ys) and computes, per position,
 

@@ -1,4 +1,4 @@
-"""The scans over chunk maps: the short sequential step between the per-chunk passes (DESIGN.md 2.3).
+"""The scans over chunk maps: the short sequential step between the per-chunk passes (docs/design.md 2.3).
 
 The per-chunk passes reduce each chunk of L positions to one map per (b, h) and shift (and channel): a Moebius
 matrix for g (forward), an affine map x -> A x + B for y (forward) and for the cotangents Ybar and Gbar

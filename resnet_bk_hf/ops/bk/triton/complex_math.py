@@ -1,4 +1,4 @@
-"""The @triton.jit helpers shared by the forward and backward kernels of the BK scan (DESIGN.md 2.2, 2.3).
+"""The @triton.jit helpers shared by the forward and backward kernels of the BK scan (docs/design.md 2.2, 2.3).
 
 Complex numbers are real pairs (re, im) everywhere; all arithmetic is float32 whatever the IO dtype.
 
@@ -7,7 +7,7 @@ Complex numbers are real pairs (re, im) everywhere; all arithmetic is float32 wh
 * g as a Moebius recurrence: g_t = p_t / q_t with (p, q)_t = M_t (p, q)_{t-1},
   M_t = [[0, 1], [-hop_t^2, a_t - z]]. `_mobius_combine` multiplies two such 2x2 complex matrices and
   renormalises the product by its largest entry (only the ratio matters, so |a| up to 1e3 never overflows;
-  no determinants, DESIGN.md 2.2); `_mobius_scan` is their cumulative product over an (L, K) tile
+  no determinants, docs/design.md 2.2); `_mobius_scan` is their cumulative product over an (L, K) tile
   (tl.associative_scan along time); `_mobius_apply` applies a matrix to a g.
 * y is affine given g: y_t = A_t y_{t-1} + B_t with A_t = -hop_t g_t, B_t = g_t u_t; `_affine_combine`
   composes two affine maps (A2 A1, A2 B1 + B2).

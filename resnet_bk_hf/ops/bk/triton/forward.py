@@ -1,4 +1,4 @@
-"""The forward of the Triton BK scan (version 4: sub-chunks as matrices; DESIGN.md 2.3, 2.6).
+"""The forward of the Triton BK scan (version 4: sub-chunks as matrices; docs/design.md 2.3, 2.6).
 
 Five launches, every one parallel over chunks of L = block_t positions, b * h and channel blocks:
 
@@ -64,7 +64,7 @@ def _shift_rows(z_re_ptr, z_im_ptr, h, K, kk, km):
     """The shifts z of head h as (1, BK) rows (padding lanes: z = i, harmless). Not folded into the index helpers
     above: torch.compile's Triton mutation analysis counts every pointer passed to a helper whose results address
     a store as written, and would then see z as mutated (which stops mode="reduce-overhead" from using CUDA
-    graphs; tests/test_triton_compile.py checks it)."""
+    graphs; tests/ops/test_triton_compile.py checks it)."""
     zr = tl.load(z_re_ptr + h * K + kk, mask=km, other=0.0).to(tl.float32)[None, :]
     zi = tl.load(z_im_ptr + h * K + kk, mask=km, other=1.0).to(tl.float32)[None, :]
     return zr, zi

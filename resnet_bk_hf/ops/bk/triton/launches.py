@@ -7,11 +7,11 @@ Every kernel is launched through `launch(pass_name, kernel, grid, *args, **meta)
 Public hooks for tests and benchmarks (no effect unless used):
 
 * `poison_buffers()`: a context manager; inside it, `empty` fills every buffer with NaN, so that an element a
-  kernel fails to write shows up as NaN in the outputs (the checks of tests/test_triton_scan.py run inside it).
+  kernel fails to write shows up as NaN in the outputs (the checks of tests/ops/test_triton_scan.py run inside it).
 * `record_launches(skip=None)`: a context manager yielding a list that receives one `Launch` per kernel launch
   made inside it (pass name, kernel, grid, arguments); `skip(launch)` returning True records that launch without
   running it (to check that a skipped pass shows up, or to hand the launches to torch's Triton analysis without
-  a GPU: tests/triton_mutation_probe.py).
+  a GPU: tests/ops/triton_mutation_probe.py).
 
 Pass names, in launch order (`PASSES`): forward "g_maps", "g_scan", "y_maps", "y_scan", "output" and, when W is
 factored (`ScanConfig.w_factor_range > 0`), "output_fallback" (the chunks whose factors would leave float32's

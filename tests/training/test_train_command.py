@@ -12,7 +12,7 @@ from resnet_bk_hf.cli import main
 from resnet_bk_hf.training import load_config, per_step_losses, run_training
 
 from conftest import ROOT
-from test_fault_tolerance import config_file, spy_on_build_trainer
+from training_helpers import config_file, spy_on_build_trainer
 
 
 def test_cpu_example_config_trains_logs_to_tensorboard_and_saves_a_model(tmp_path, capsys, monkeypatch):

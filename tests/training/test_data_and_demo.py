@@ -61,7 +61,7 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
 
 def test_demo_end_to_end(tmp_path, monkeypatch):
     from resnet_bk_hf.demo import DEMO_CONFIG, run_demo
-    from test_fault_tolerance import spy_on_build_trainer
+    from training_helpers import spy_on_build_trainer
     calls = spy_on_build_trainer(monkeypatch)
     result = run_demo(output_dir=tmp_path / "model", results_dir=tmp_path / "results", max_steps=4)
     # the demo is demo_config.yaml run through the one Trainer builder, as `resnet-bk train` runs a config

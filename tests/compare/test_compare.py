@@ -18,7 +18,7 @@ from resnet_bk_hf.tokenization import load_tokenizer
 
 from conftest import SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_synthetic_bench_corpora(root: Path) -> Path:
@@ -560,7 +560,7 @@ def test_a_run_stopped_during_evaluation_is_not_trained_again(tmp_path, syntheti
     from resnet_bk_hf.compare import long_context
     from resnet_bk_hf.compare.config import load_config
     from resnet_bk_hf.compare.runner import run_compare
-    from test_fault_tolerance import spy_on_build_trainer
+    from training_helpers import spy_on_build_trainer
     calls = spy_on_build_trainer(monkeypatch)
 
     def config(out):
@@ -620,7 +620,7 @@ def test_committed_gpu_summaries_follow_from_the_committed_run_files(name):
     statistics must come out of those files again (a summary without its runs cannot be checked)."""
     pytest.importorskip("scipy")
     from resnet_bk_hf.compare.report import _metric_table, load_results
-    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "compare" / name
+    root = ROOT / "benchmarks" / "results" / "compare" / name
     summary = json.loads((root / "summary.json").read_text())
     listed = {(r["size"], r["arch"], r["seed"]) for r in summary["fairness"]["runs"]}
     results = load_results([root / "runs"])
@@ -639,7 +639,7 @@ def test_committed_gpu_summaries_follow_from_the_committed_run_files(name):
 def test_committed_long_context_summaries_follow_from_their_run_files(name):
     """Each long-context row of a committed summary is its run's result.json, and every row of the table in
     docs/results.md (combined folder) is one of those rows, rounded as printed."""
-    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "compare" / name
+    root = ROOT / "benchmarks" / "results" / "compare" / name
     summary = json.loads((root / "summary.json").read_text())
     files = sorted((root / "long_context").glob("*/N*/result.json"))
     assert len(files) == len(summary["long_context"]) > 0
@@ -650,7 +650,7 @@ def test_committed_long_context_summaries_follow_from_their_run_files(name):
         assert run["streaming"]["bits_per_byte"] == row["streaming"]["bits_per_byte"]
     if name != "gpu_long_context_combined":
         return
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    doc = (ROOT / "docs" / "results.md").read_text()
     for row in summary["long_context"]:
         label = "mamba (mamba_ssm init)" if row["arch"] == "mamba" else row["arch"]
         line = (f"| {label} | {row['seq_len']} | {row['status']} | {row['final_train_loss']:.3f} | "
@@ -660,7 +660,7 @@ def test_committed_long_context_summaries_follow_from_their_run_files(name):
 
 
 def test_the_quantization_table_in_the_docs_is_the_committed_result():
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     result = json.loads((root / "benchmarks/results/compare/quant_eval_gpu_10m_quant/quant_eval.json").read_text())
     doc = (root / "docs" / "results.md").read_text()
     labels = {"resnet_bk": "resnet_bk", "llama": "transformer", "mamba": "mamba (mamba_ssm init)"}
@@ -677,7 +677,7 @@ def test_the_quantization_table_in_the_docs_is_the_committed_result():
 def test_the_lm_eval_against_package_table_in_the_docs_is_the_committed_result():
     """docs/results.md, lm-eval section: lm-eval's bits per byte of the saved seed-0 models (after the Mamba loading
     fix) beside the package's evaluation of the same models at the end of training."""
-    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "compare"
+    root = ROOT / "benchmarks" / "results" / "compare"
     lm_eval = json.loads((root / "lm_eval_gpu_10m_quant" / "lm_eval.json").read_text())
     doc = (root.parents[2] / "docs" / "results.md").read_text()
     labels = {"resnet_bk": "resnet_bk", "transformer": "transformer", "mamba": "mamba (mamba_ssm init)"}
@@ -781,7 +781,7 @@ def test_a_non_finite_loss_ends_a_compared_run_as_diverged_or_rolls_it_back(tmp_
     from transformers import TrainerCallback
     from resnet_bk_hf.compare.config import compare_fault_tolerance, load_config
     from resnet_bk_hf.compare.runner import RunSelection, run_compare
-    from test_fault_tolerance import poison, spy_on_build_trainer
+    from training_helpers import poison, spy_on_build_trainer
 
     class PoisonOnce(TrainerCallback):
         fired = False
