@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-import yaml
 
 from ..training.models import ARCHITECTURES, TRANSFORMER_FAMILIES
-from ..training.schema import ConfigError, FaultToleranceConfig, TrainConfig, check_fault_tolerance
+from ..training.schema import ConfigError, FaultToleranceConfig, TrainConfig, check_fault_tolerance, read_yaml
 from ..training.schema import parse_config as parse_train_config
 from ..validation import FieldError, build_dataclass, check_choice, check_float, check_int, need
 
@@ -161,12 +160,7 @@ def _parse(data, source: str) -> CompareConfig:
 
 def load_config(path: str | Path, overrides: Optional[Dict] = None) -> CompareConfig:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"compare config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    data = read_yaml(path)
     if isinstance(data, dict):
         for key, value in (overrides or {}).items():
             if value is not None:

@@ -86,13 +86,18 @@ def load_config(path: str | Path, overrides: Overrides = None) -> TrainConfig:
     """Read and check a training YAML. `overrides`: "section.key=value" strings (values parsed as YAML), or a
     mapping {"section.key": value} (values taken as they are)."""
     path = Path(path)
+    raw = read_yaml(path)
+    return parse_config({} if raw is None else raw, path, overrides)
+
+
+def read_yaml(path: Path):
+    """The parsed YAML file (any type; the caller checks its shape), or ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return parse_config({} if raw is None else raw, path, overrides)
 
 
 def parse_config(raw, path: str | Path = "<config>", overrides: Overrides = None,
