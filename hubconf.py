@@ -11,7 +11,8 @@ arguments other than `config` / `pretrained` override configuration fields.
 """
 dependencies = ["torch", "transformers", "tokenizers", "safetensors"]
 
-# Named sizes. "small" and "base" are the demo's CPU and GPU presets (resnet_bk_hf/demo.py).
+# Named sizes. "small" and "base" are the demo's CPU and GPU presets (the model: section of
+# resnet_bk_hf/demo_config.yaml, and demo.CUDA_OVERRIDES).
 CONFIGS = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_heads=2, num_shifts=2),
     "small": dict(hidden_size=128, num_hidden_layers=4, num_heads=4, num_shifts=4),

@@ -44,7 +44,8 @@ from resnet_bk_hf.theory.spectra import (
 )
 from resnet_bk_hf.tokenization import load_tokenizer
 
-# The demo's CPU preset (resnet_bk_hf/demo.py), with the prime-bump positional potential switched on.
+# The demo's CPU preset (the model: section of resnet_bk_hf/demo_config.yaml), with the prime-bump positional
+# potential switched on.
 MODEL = {"hidden_size": 128, "num_hidden_layers": 4, "num_heads": 4, "num_shifts": 4,
          "positional_potential": "prime_bump", "positional_potential_learned": True,
          "positional_potential_length": 128}

@@ -101,7 +101,8 @@ def clip_potential_s2(model, head_s2: dict, max_s2: float) -> dict:
                 continue
             if not math.isfinite(s2):
                 # a NaN/inf measurement says nothing about the right scale: scaling by it would write NaN or
-                # zeros into the weights. Leave the head alone (the NaN guards of training.py handle the run).
+                # zeros into the weights. Leave the head alone (the anomaly guard of training/, TrainingGuardCallback,
+                # handles the run).
                 warnings.warn(f"Schatten norm of layer {mixer.layer_idx} head {h} is {s2}: not clipped")
                 continue
             if s2 <= max_s2:
