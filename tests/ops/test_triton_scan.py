@@ -148,6 +148,15 @@ def test_bf16_io(seed):
     check(make_inputs(1, 13, 1, 8, 2), torch.bfloat16, 1e-2, TINY)
 
 
+# Expected in the interpreter (numpy) on hard inputs: the factored-W output pass computes its factors on every
+# sub-chunk, overflowing on those whose log-decays span too many octaves, and marks those chunks; the fallback
+# pass then recomputes exactly those entry by entry, so no overflowed value reaches o (the float64 checks below
+# would fail if one did). The GPU does the same arithmetic silently.
+FACTOR_OVERFLOW_IS_EXPECTED = pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
+
+
+@FACTOR_OVERFLOW_IS_EXPECTED
 @pytest.mark.parametrize("case", ["extremes", "above_eta", "zero_hop", "bf16"])
 def test_sub_chunks_hard_inputs(seed, case):
     """|a| ~ 1e3 with hop at 0.97..0.999 eta (the chunk decays span hundreds of octaves), hop at 2..4 x eta
@@ -167,6 +176,7 @@ def test_sub_chunks_hard_inputs(seed, case):
     check(xs, dtype, tol, TINY_SUB)
 
 
+@FACTOR_OVERFLOW_IS_EXPECTED
 def test_factored_w_and_its_fallback(seed):
     """The output pass forms W as one dot of factors (`_w_factored`) in the sub-chunks whose log-decays span at
     most `w_factor_range` octaves, entry by entry elsewhere. Here the first chunk has moderate decays and the
