@@ -6,15 +6,17 @@ from numbers import Integral, Real
 
 from transformers import PretrainedConfig
 
-from .ops.bk import BACKENDS as SCAN_BACKENDS
+from .layers.bk import check_arguments as check_bk_layer_arguments
 from .ops.bk.scan_config import ScanConfig
-from .validation import (FieldError, build_dataclass, check_bool, check_choice, check_float, check_int,
-                         check_range_pair, need)
+from .validation import FieldError, build_dataclass, check_choice, check_float, check_int, need
 
-MIXER_MODES = ("resolvent", "diag")
 FFN_TYPES = ("mlp", "swiglu")
-HOPPING_MODES = ("constant", "learned", "input")
-POSITIONAL_POTENTIALS = (None, "prime_bump")
+# BKLayer's argument names (those a config sets), and the config field of each where the names differ
+BK_LAYER_ARGUMENTS = ("hidden_size", "num_heads", "num_shifts", "mode", "hopping_mode", "hop_value", "hop_max",
+                      "h0_diag", "eta_min", "eta_init_range", "lambda_init_range", "potential_clamp", "feature_clamp",
+                      "positional_potential", "positional_potential_length", "positional_potential_learned",
+                      "prime_bump_eps", "prime_bump_scale", "scan_backend")
+CONFIG_FIELD = {"mode": "mixer_mode"}
 
 
 def _where(name: str) -> str:
@@ -177,34 +179,14 @@ class ResNetBKConfig(PretrainedConfig):
         _int("vocab_size", self.vocab_size, 2)
         _int("hidden_size", self.hidden_size, 1)
         _int("num_hidden_layers", self.num_hidden_layers, 1)
-        _int("num_heads", self.num_heads, 1, self.hidden_size)
-        _need("num_heads", self.hidden_size % self.num_heads == 0,
-              f"a divisor of hidden_size={self.hidden_size}", self.num_heads)
-        _int("num_shifts", self.num_shifts, 1, 256)
-        _choice("mixer_mode", self.mixer_mode, MIXER_MODES)
         _choice("ffn_type", self.ffn_type, FFN_TYPES)
         _int("intermediate_size", self.intermediate_size, 1)
-        _float("h0_diag", self.h0_diag)
-        _choice("hopping_mode", self.hopping_mode, HOPPING_MODES)
-        _float("hop_value", self.hop_value, 0.0, low_open=True)
-        _float("hop_max", self.hop_max, 0.0, low_open=True)
-        if self.hopping_mode == "learned":
-            _need("hop_value", self.hop_value < self.hop_max, f"< hop_max={self.hop_max} in learned mode",
-                  self.hop_value)
-        _float("eta_min", self.eta_min, 0.0, low_open=True)
-        check_range_pair(_where("eta_init_range"), self.eta_init_range, low_above=self.eta_min)
-        check_range_pair(_where("lambda_init_range"), self.lambda_init_range)
-        _float("potential_clamp", self.potential_clamp, 0.0, low_open=True, allow_none=True)
-        _float("feature_clamp", self.feature_clamp, 0.0, low_open=True, allow_none=True)
         _float("rms_norm_eps", self.rms_norm_eps, 0.0, low_open=True)
         _float("initializer_range", self.initializer_range, 0.0, low_open=True)
-        _choice("scan_backend", self.scan_backend, SCAN_BACKENDS)
+        # the mixer's fields: the BK layer's own checks, under this config's field names
+        layer_args = {name: getattr(self, CONFIG_FIELD.get(name, name)) for name in BK_LAYER_ARGUMENTS}
+        check_bk_layer_arguments(layer_args, where=lambda name: _where(CONFIG_FIELD.get(name, name)))
         _scan_config(self.scan_config)
-        _choice("positional_potential", self.positional_potential, POSITIONAL_POTENTIALS)
-        check_bool(_where("positional_potential_learned"), self.positional_potential_learned)
-        _float("prime_bump_eps", self.prime_bump_eps, 0.0, 1.0, low_open=True)
-        _float("prime_bump_scale", self.prime_bump_scale)
-        _int("positional_potential_length", self.positional_potential_length, 1, 16384)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, name, None)
             if value is not None:

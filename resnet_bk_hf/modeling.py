@@ -27,7 +27,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 from transformers.utils import ModelOutput
 
-from .configuration import ResNetBKConfig
+from .configuration import BK_LAYER_ARGUMENTS, CONFIG_FIELD, ResNetBKConfig
 from .layers import BKLayer, FeedForward, RMSNorm
 from .ops.bk import BKState
 
@@ -129,16 +129,9 @@ class ResNetBKCache:
 
 def bk_layer_arguments(config: ResNetBKConfig) -> dict:
     """The BKLayer constructor arguments a config describes (everything but layer_idx)."""
-    return dict(hidden_size=config.hidden_size, num_heads=config.num_heads, num_shifts=config.num_shifts,
-                mode=config.mixer_mode, hopping_mode=config.hopping_mode, hop_value=config.hop_value,
-                hop_max=config.hop_max, h0_diag=config.h0_diag, eta_min=config.eta_min,
-                eta_init_range=tuple(config.eta_init_range), lambda_init_range=tuple(config.lambda_init_range),
-                potential_clamp=config.potential_clamp, feature_clamp=config.feature_clamp,
-                positional_potential=config.positional_potential,
-                positional_potential_length=config.positional_potential_length,
-                positional_potential_learned=config.positional_potential_learned,
-                prime_bump_eps=config.prime_bump_eps, prime_bump_scale=config.prime_bump_scale,
-                scan_backend=config.scan_backend, scan_config=config.scan_config)
+    args = {name: getattr(config, CONFIG_FIELD.get(name, name)) for name in BK_LAYER_ARGUMENTS}
+    args.update(eta_init_range=tuple(config.eta_init_range), lambda_init_range=tuple(config.lambda_init_range))
+    return dict(args, scan_config=config.scan_config)
 
 
 class ResNetBKBlock(nn.Module):

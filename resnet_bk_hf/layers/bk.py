@@ -53,30 +53,35 @@ def _plain_copy_(param: torch.Tensor, value: torch.Tensor) -> None:
         param.copy_(value)
 
 
-def _check_arguments(hidden_size, num_heads, num_shifts, mode, hopping_mode, h0_diag, hop_value, hop_max, eta_min,
-                     eta_init_range, lambda_init_range, potential_clamp, feature_clamp, positional_potential,
-                     positional_potential_length, positional_potential_learned, scan_backend) -> None:
-    check_int("BKLayer.hidden_size", hidden_size, 1)
-    check_int("BKLayer.num_heads", num_heads, 1, hidden_size)
-    need("BKLayer.num_heads", hidden_size % num_heads == 0, f"a divisor of hidden_size={hidden_size}", num_heads)
-    check_int("BKLayer.num_shifts", num_shifts, 1)
-    check_choice("BKLayer.mode", mode, MODES)
-    check_choice("BKLayer.hopping_mode", hopping_mode, HOPPING_MODES)
-    check_float("BKLayer.h0_diag", h0_diag)
-    check_float("BKLayer.hop_value", hop_value, 0.0, low_open=True)
-    check_float("BKLayer.hop_max", hop_max, 0.0, low_open=True)
-    if hopping_mode == "learned":   # the logit of hop_value / hop_max must exist
-        need("BKLayer.hop_value", hop_value < hop_max, f"< hop_max={hop_max} in learned mode", hop_value)
-    check_float("BKLayer.eta_min", eta_min, 0.0, low_open=True)
-    check_range_pair("BKLayer.eta_init_range", eta_init_range, low_above=eta_min)
-    if lambda_init_range is not None:
-        check_range_pair("BKLayer.lambda_init_range", lambda_init_range)
-    check_float("BKLayer.potential_clamp", potential_clamp, 0.0, low_open=True, allow_none=True)
-    check_float("BKLayer.feature_clamp", feature_clamp, 0.0, low_open=True, allow_none=True)
-    check_choice("BKLayer.positional_potential", positional_potential, POSITIONAL_POTENTIALS)
-    check_int("BKLayer.positional_potential_length", positional_potential_length, 1)
-    check_bool("BKLayer.positional_potential_learned", positional_potential_learned)
-    check_choice("BKLayer.scan_backend", scan_backend, BACKENDS)
+def check_arguments(args: dict, where: Callable[[str], str] = "BKLayer.{}".format) -> None:
+    """Check BKLayer's constructor arguments (`args`: name -> value); `where(name)` is the name a user set it under
+    (ResNetBKConfig checks its mixer fields through this too, under its own field names)."""
+    w = where
+    check_int(w("hidden_size"), args["hidden_size"], 1)
+    check_int(w("num_heads"), args["num_heads"], 1, args["hidden_size"])
+    need(w("num_heads"), args["hidden_size"] % args["num_heads"] == 0, f"a divisor of hidden_size={args['hidden_size']}",
+         args["num_heads"])
+    check_int(w("num_shifts"), args["num_shifts"], 1, 256)
+    check_choice(w("mode"), args["mode"], MODES)
+    check_float(w("h0_diag"), args["h0_diag"])
+    check_choice(w("hopping_mode"), args["hopping_mode"], HOPPING_MODES)
+    check_float(w("hop_value"), args["hop_value"], 0.0, low_open=True)
+    check_float(w("hop_max"), args["hop_max"], 0.0, low_open=True)
+    if args["hopping_mode"] == "learned":   # the logit of hop_value / hop_max must exist
+        need(w("hop_value"), args["hop_value"] < args["hop_max"], f"< hop_max={args['hop_max']} in learned mode",
+             args["hop_value"])
+    check_float(w("eta_min"), args["eta_min"], 0.0, low_open=True)
+    check_range_pair(w("eta_init_range"), args["eta_init_range"], low_above=args["eta_min"])
+    if args["lambda_init_range"] is not None:
+        check_range_pair(w("lambda_init_range"), args["lambda_init_range"])
+    check_float(w("potential_clamp"), args["potential_clamp"], 0.0, low_open=True, allow_none=True)
+    check_float(w("feature_clamp"), args["feature_clamp"], 0.0, low_open=True, allow_none=True)
+    check_choice(w("scan_backend"), args["scan_backend"], BACKENDS)
+    check_choice(w("positional_potential"), args["positional_potential"], POSITIONAL_POTENTIALS)
+    check_bool(w("positional_potential_learned"), args["positional_potential_learned"])
+    check_float(w("prime_bump_eps"), args["prime_bump_eps"], 0.0, 1.0, low_open=True)
+    check_float(w("prime_bump_scale"), args["prime_bump_scale"])
+    check_int(w("positional_potential_length"), args["positional_potential_length"], 1, 16384)
 
 
 class BKLayer(nn.Module):
@@ -108,10 +113,14 @@ class BKLayer(nn.Module):
                  prime_bump_eps: float = 0.5, prime_bump_scale: float = 1.0, scan_backend: str = "auto",
                  scan_config: ScanConfig | dict | None = None, layer_idx: Optional[int] = None):
         super().__init__()
-        _check_arguments(hidden_size, num_heads, num_shifts, mode, hopping_mode, h0_diag, hop_value, hop_max,
-                         eta_min, eta_init_range, lambda_init_range, potential_clamp, feature_clamp,
-                         positional_potential, positional_potential_length, positional_potential_learned,
-                         scan_backend)
+        check_arguments(dict(hidden_size=hidden_size, num_heads=num_heads, num_shifts=num_shifts, mode=mode,
+                             hopping_mode=hopping_mode, hop_value=hop_value, hop_max=hop_max, h0_diag=h0_diag,
+                             eta_min=eta_min, eta_init_range=eta_init_range, lambda_init_range=lambda_init_range,
+                             potential_clamp=potential_clamp, feature_clamp=feature_clamp,
+                             positional_potential=positional_potential,
+                             positional_potential_length=positional_potential_length,
+                             positional_potential_learned=positional_potential_learned, prime_bump_eps=prime_bump_eps,
+                             prime_bump_scale=prime_bump_scale, scan_backend=scan_backend))
         if lambda_init_range is None:   # the band of H0
             lambda_init_range = (h0_diag - 2 * hop_value, h0_diag + 2 * hop_value)
         D, H, K = hidden_size, num_heads, num_shifts
