@@ -23,10 +23,6 @@ def _where(name: str) -> str:
     return f"ResNetBKConfig.{name}"
 
 
-def _need(name, ok: bool, allowed: str, value):
-    need(_where(name), ok, allowed, value)
-
-
 def _int(name, value, low, high=None):
     check_int(_where(name), value, low, high)
 
