@@ -190,14 +190,21 @@ class ResNetBKPreTrainedModel(PreTrainedModel):
         if kwargs.get("is_main_process", True):
             set_auto_map(self.config)
             write_remote_code(save_directory)   # before saving: push_to_hub uploads what is there
-        # A class loaded from a directory's code has _auto_class set; transformers' own copy of the code
-        # would then point auto_map at modeling.py, which transformers 4.57 cannot load (remote_code.py).
-        cls = type(self)
-        auto_class, cls._auto_class = cls._auto_class, None
+        # A class loaded from a directory's code (the model's and the config's) has _auto_class set; transformers'
+        # own copy of the code would then point auto_map at modeling.py / configuration.py, whose deeper imports
+        # transformers 4.57 does not copy (remote_code.py).
+        classes = (type(self), type(self.config))
+        saved = [cls.__dict__.get("_auto_class") for cls in classes]
+        for cls in classes:
+            cls._auto_class = None
         try:
             return super().save_pretrained(save_directory, *args, **kwargs)
         finally:
-            cls._auto_class = auto_class
+            for cls, auto_class in zip(classes, saved):
+                if auto_class is None:
+                    del cls._auto_class      # back to the inherited None
+                else:
+                    cls._auto_class = auto_class
 
 
 class _BothCacheNames:

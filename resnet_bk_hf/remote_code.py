@@ -17,9 +17,10 @@ import statement is regenerated from its parsed form to name the flat module (`f
 in `ops/bk/triton/function.py` becomes `from .ops_bk_naive import State`). Only import statements change,
 and only relative ones; the rest of each file is copied byte for byte.
 
-The entry point named in `auto_map` is a generated file, `modeling_resnet_bk.py`, that imports every other
-file directly: transformers 4.57 copies only the *direct* relative imports of that file into its module
-cache when it loads a local directory (5.x follows them recursively). Modules that need Triton are imported
+The entry point named in `auto_map` (for the config too) is a generated file, `modeling_resnet_bk.py`, that
+imports every other file directly: transformers 4.57 copies only the *direct* relative imports of that file into
+its module cache when it loads a local directory (5.x follows them recursively), so a class named through any
+other file would miss the files its imports import. Modules that need Triton are imported
 there inside `try`, so a directory loads on machines without Triton (the dispatcher then uses the CPU scan).
 transformers' `check_imports`, which vets every remote file, skips imports inside `try` blocks; the one
 module that imports Triton keeps its import in such a block for that reason.
@@ -40,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT_MODULES = ("configuration", "modeling")
 ENTRY_POINT = "modeling_resnet_bk.py"
 AUTO_MAP = {
-    "AutoConfig": "configuration.ResNetBKConfig",
+    "AutoConfig": "modeling_resnet_bk.ResNetBKConfig",
     "AutoModel": "modeling_resnet_bk.ResNetBKModel",
     "AutoModelForCausalLM": "modeling_resnet_bk.ResNetBKForCausalLM",
     "AutoModelForSequenceClassification": "modeling_resnet_bk.ResNetBKForSequenceClassification",
@@ -218,6 +219,7 @@ def entry_point_source(modules: Dict[str, SourceModule]) -> str:
              '"""']
     lines += [f"from .{m.flat_name} import {_a_top_level_name(m)}  # noqa: F401"
               for d, m in sorted(modules.items(), key=lambda item: item[1].flat_name) if d not in optional]
+    lines.append("from .configuration import ResNetBKConfig  # noqa: F401")
     lines.append("from .modeling import ResNetBKForCausalLM, ResNetBKForSequenceClassification, ResNetBKModel  # noqa: F401")
     for module in sorted((modules[d] for d in optional), key=lambda m: m.flat_name):
         lines += ["", "try:  # needs Triton (and a GPU to be used); without it the CPU scan runs",
