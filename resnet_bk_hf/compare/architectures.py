@@ -30,27 +30,15 @@ def mambapy_available() -> bool:
     return importlib.util.find_spec("mambapy") is not None
 
 
-def mamba_ssm_available() -> bool:
-    return importlib.util.find_spec("mamba_ssm") is not None
-
-
-def embedding_parameters(model) -> set:
-    """ids of the token (and GPT-2 position) embedding tables: what 'non-embedding' leaves out."""
-    ids = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+def count_parameters(model) -> Dict[str, int]:
+    """Total and non-embedding parameters: 'non-embedding' leaves out the token (and GPT-2 position) tables."""
+    embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
     wpe = getattr(getattr(model, "transformer", None), "wpe", None)
     if wpe is not None:
-        ids.add(id(wpe.weight))
-    return ids
-
-
-def count_parameters(model) -> Dict[str, int]:
-    emb = embedding_parameters(model)
-    total = non_emb = 0
-    for p in model.parameters():  # tied weights appear once
-        total += p.numel()
-        if id(p) not in emb:
-            non_emb += p.numel()
-    return {"total": total, "non_embedding": non_emb}
+        embeddings.add(id(wpe.weight))
+    sizes = {id(p): p.numel() for p in model.parameters()}   # tied weights appear once
+    total = sum(sizes.values())
+    return {"total": total, "non_embedding": total - sum(sizes.get(i, 0) for i in embeddings)}
 
 
 def _count(spec: ArchSpec, vocab_size: int) -> int:
@@ -105,7 +93,7 @@ def mamba_scan_path(model) -> str:
     parallel scan when config.use_mambapy is set and mambapy is installed, else a sequential
     PyTorch loop over the sequence. `probe_mamba_scan_path` confirms it by running the model.
     """
-    if mamba_ssm_available():
+    if importlib.util.find_spec("mamba_ssm") is not None:
         return "mamba_ssm-cuda-kernels"
     if getattr(model.config, "use_mambapy", False) and mambapy_available():
         return "mambapy-pscan"
@@ -196,18 +184,10 @@ def forward_flops_per_token(config, arch: str, seq_len: int) -> Dict[str, float]
 
 def matmul_weight_count(model) -> int:
     """Weights of every nn.Linear except the lm_head (what the `matmul` FLOP term counts / 2)."""
+    from transformers.pytorch_utils import Conv1D   # GPT-2's Linear layers, stored transposed
     head = model.get_output_embeddings()
-    total = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and module is not head:
-            total += module.weight.numel()
-    # GPT-2's Conv1D layers are Linear layers stored transposed
-    try:
-        from transformers.pytorch_utils import Conv1D
-        total += sum(m.weight.numel() for m in model.modules() if isinstance(m, Conv1D))
-    except ImportError:
-        pass
-    return total
+    return sum(module.weight.numel() for module in model.modules()
+               if isinstance(module, Conv1D) or (isinstance(module, torch.nn.Linear) and module is not head))
 
 
 # transformers' Mamba applies `rescale_prenorm_residual` (part of mamba_ssm's init) in `_init_weights` to weights
@@ -220,9 +200,8 @@ INIT_ONLY_FLAGS = {"rescale_prenorm_residual": False}
 def save_trained_model(model, path) -> None:
     """save_pretrained with the init-only flags cleared in the saved config (the live model's config is kept)."""
     saved = {k: getattr(model.config, k) for k in INIT_ONLY_FLAGS if hasattr(model.config, k)}
-    for key, value in INIT_ONLY_FLAGS.items():
-        if key in saved:
-            setattr(model.config, key, value)
+    for key in saved:
+        setattr(model.config, key, INIT_ONLY_FLAGS[key])
     try:
         model.save_pretrained(path)
     finally:

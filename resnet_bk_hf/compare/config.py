@@ -162,9 +162,7 @@ def load_config(path: str | Path, overrides: Optional[Dict] = None) -> CompareCo
     path = Path(path)
     data = read_yaml(path)
     if isinstance(data, dict):
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                data[key] = value
+        data.update({key: value for key, value in (overrides or {}).items() if value is not None})
     return parse_config(data, str(path))
 
 

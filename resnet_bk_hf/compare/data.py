@@ -12,6 +12,8 @@ from typing import Dict, List, Optional
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from ..training.checkpoints import sha256_file
+
 TRAIN_FILES = ("sotu/train.jsonl", "brown/brown.jsonl")
 VALID_FILES = {"sotu_valid": "sotu/valid.jsonl", "wikitext2_valid": "wikitext-2/valid.txt"}
 LONG_CONTEXT_FILE = "moby-dick.txt"
@@ -26,17 +28,9 @@ def resolve_data_dir(data_dir: Optional[str | Path] = None) -> Path:
     return path
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_fingerprint(data_dir: Path, max_train_docs: Optional[int]) -> Dict:
     """sha256 of every bench file plus one combined hash (the runs' 'data hash' the fairness check compares)."""
-    files = {name: file_sha256(data_dir / name) for name in (*TRAIN_FILES, *VALID_FILES.values())}
+    files = {name: sha256_file(data_dir / name) for name in (*TRAIN_FILES, *VALID_FILES.values())}
     combined = hashlib.sha256(repr((sorted(files.items()), max_train_docs)).encode()).hexdigest()
     return {"files": files, "max_train_docs": max_train_docs, "sha256": combined}
 

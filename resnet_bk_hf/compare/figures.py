@@ -5,30 +5,20 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List
 
+from ..training.plots import pyplot, save_figure
+
 COLORS = {"resnet_bk": "tab:blue", "mamba": "tab:orange", "mamba2": "tab:red", "transformer": "tab:green"}
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _save(fig, stem: Path) -> List[str]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        path = stem.with_suffix(f".{ext}")
-        fig.savefig(path, dpi=120)
-        paths.append(str(path))
-    _plt().close(fig)
-    return paths
+    paths = [stem.with_suffix(f".{ext}") for ext in ("png", "svg")]
+    save_figure(fig, *paths)
+    return [str(path) for path in paths]
 
 
 def plot_curves(runs: List[Dict], stem: Path, title: str) -> List[str]:
     """Training loss and gradient norm against tokens, one line per run (seeds share a colour)."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(11, 4))
     labelled = set()
     for r in sorted(runs, key=lambda r: (r["arch"], r["seed"])):
@@ -53,7 +43,7 @@ def plot_curves(runs: List[Dict], stem: Path, title: str) -> List[str]:
 
 def plot_validation(size_entry: Dict, stem: Path, title: str) -> List[str]:
     """Validation bits-per-byte per architecture and set: mean over seeds, 95% t interval as error bar."""
-    plt = _plt()
+    plt = pyplot()
     archs = sorted(size_entry["architectures"])
     sets = sorted({k.split(".")[0] for a in archs for k in size_entry["architectures"][a]["metrics"]
                    if k.endswith(".bits_per_byte")})
@@ -80,7 +70,7 @@ def plot_validation(size_entry: Dict, stem: Path, title: str) -> List[str]:
 
 def plot_long_context(rows: List[Dict], stem: Path, title: str) -> List[str]:
     """Long-context stability: final loss vs training length, and streaming perplexity vs position."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax_final, ax_stream) = plt.subplots(1, 2, figsize=(12, 4.5))
     by_arch = defaultdict(list)
     for r in rows:

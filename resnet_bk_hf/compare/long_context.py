@@ -30,8 +30,7 @@ def stream_moby_dick(model, arch: str, seq_len: int, ids, byte_lengths, device, 
         return {"status": f"not implemented for {arch}"}
     if arch == "transformer":
         window = seq_len                      # never longer than what it was trained on
-        chunk = lc.stream_chunk or max(1, seq_len // 2)
-        chunk = min(chunk, window - 1)
+        chunk = min(lc.stream_chunk or max(1, seq_len // 2), window - 1)
     else:
         window, chunk = None, lc.stream_chunk or seq_len
     try:

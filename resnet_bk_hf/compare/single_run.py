@@ -23,9 +23,12 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 from .. import __version__
+from ..ops.bk import resolve_backend
 from ..training.callbacks import EventLog
-from ..training.run import AttemptLoop, TrainingFailedError
+from ..training.checkpoints import list_checkpoints
+from ..training.run import AttemptLoop, TrainingFailedError, read_train_log
 from ..training.schema import FaultToleranceConfig
+from ..training.trainer import build_trainer, tied_parameter_names
 from .architectures import (ArchSpec, build_model, count_parameters, forward_flops_per_token, probe_mamba_scan_path,
                             save_trained_model)
 from .config import RecipeConfig, compare_fault_tolerance, run_config
@@ -41,7 +44,7 @@ class RunMonitor(TrainerCallback):
         self.tokens_per_step = tokens_per_step
         self.device = device
         self.step_times: List[tuple] = []
-        self.t0 = None
+        self.t0 = self.t1 = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.device == "cuda":
@@ -63,7 +66,7 @@ class RunMonitor(TrainerCallback):
             return {"train_seconds": 0.0, "steps_this_session": 0, "tokens_per_second": None,
                     "tokens_per_second_steady": None, "peak_memory_bytes": None}
         steps = (self.step_times[-1][0] - self.start_step) if self.step_times else 0
-        seconds = self.t1 - self.t0
+        seconds = (self.t1 or time.perf_counter()) - self.t0   # no t1: training ended by an error
         out = {"train_seconds": seconds, "steps_this_session": steps,
                "tokens_per_second": steps * self.tokens_per_step / seconds if seconds > 0 and steps else None}
         # steady state: from the step at 10% of the session on (leaves out compilation / autotuning)
@@ -88,43 +91,14 @@ def curve_from_log_history(log_history: List[Dict], tokens_per_step: int) -> Lis
             for e in log_history if "loss" in e and "step" in e]
 
 
-def _logged_history(ckpt_dir: Path) -> List[Dict]:
-    """The log entries of OUTPUT_DIR/train_log.jsonl (when no Trainer is left to ask)."""
-    path = ckpt_dir / "train_log.jsonl"
-    entries = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return entries
-
-
-def _checkpoint_step(checkpoint) -> int:
-    return int(Path(checkpoint).name.split("-")[-1])
-
-
 def _load_finished_checkpoint(trainer, model, checkpoint: str) -> None:
     from safetensors.torch import load_file
     from transformers import TrainerState
     missing, unexpected = model.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=False)
-    tied = {name for name, p in model.named_parameters(remove_duplicate=False)} - \
-        {name for name, p in model.named_parameters()}
-    if unexpected or set(missing) - tied:
+    if unexpected or set(missing) - tied_parameter_names(model):
         raise RuntimeError(f"checkpoint {checkpoint} does not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-
-
-def _latest_checkpoint(directory: Path) -> Optional[str]:
-    checkpoints = sorted(directory.glob("checkpoint-*"), key=_checkpoint_step)
-    return str(checkpoints[-1]) if checkpoints else None
-
-
-def write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
-    os.replace(tmp, path)  # a result file is either complete or absent
 
 
 def environment(device: str) -> Dict:
@@ -151,13 +125,12 @@ class Trained:
 
 def train_run(run_cfg, model, make_model, train_blocks, monitor: RunMonitor, resume: Optional[str]) -> Trained:
     """Train `model` as `run_cfg` says (resuming from `resume`), through the attempt loop of `resnet-bk train`."""
-    from ..training import trainer as trainer_lib
     ckpt_dir = Path(run_cfg.training["output_dir"])
     events = EventLog(ckpt_dir)
-    if resume is not None and _checkpoint_step(resume) >= run_cfg.training["max_steps"]:
+    if resume is not None and int(Path(resume).name.split("-")[-1]) >= run_cfg.training["max_steps"]:
         # training had finished when the last process stopped (during evaluation, say): Trainer would take
         # one more step from this checkpoint; load it instead (the monitor then reports no training time)
-        trainer = trainer_lib.build_trainer(model, run_cfg, train_blocks, extra_callbacks=[monitor])
+        trainer = build_trainer(model, run_cfg, train_blocks, extra_callbacks=[monitor])
         _load_finished_checkpoint(trainer, model, resume)
         return Trained(model, trainer.state.log_history, global_step=trainer.state.global_step)
     first = [model]
@@ -170,19 +143,16 @@ def train_run(run_cfg, model, make_model, train_blocks, monitor: RunMonitor, res
         return Trained(loop.trainer.model, state.log_history, "oom", str(e).splitlines()[0], events.events,
                        loop.rollbacks, state.global_step)
     except TrainingFailedError as e:   # out of memory at a micro-batch of 1 (fault_tolerance.oom_recovery on)
-        history = _logged_history(ckpt_dir)
+        history = read_train_log(ckpt_dir)   # no Trainer is left to ask
         return Trained(model, history, "oom", str(e), events.events, loop.rollbacks,
-                       max((h.get("step", 0) for h in history), default=0))
+                       max((h["step"] for h in history), default=0))
     if outcome.status == "signal":
         print(f"stopped by signal {outcome.signal} at step {outcome.trainer.state.global_step}: checkpoint saved "
               f"in {ckpt_dir}; run the same command again to resume", flush=True)
         raise SystemExit(128 + outcome.signal)
-    state = outcome.trainer.state
-    trained = Trained(outcome.trainer.model, state.log_history, outcome.status, None, events.events,
-                      outcome.rollbacks, state.global_step)
-    if outcome.status == "diverged":
-        trained.error = outcome.reason
-    return trained
+    state = outcome.trainer.state   # status "ok", or "diverged" with its reason
+    return Trained(outcome.trainer.model, state.log_history, outcome.status, outcome.reason or None, events.events,
+                   outcome.rollbacks, state.global_step)
 
 
 def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, train_blocks, valid_streams: Dict,
@@ -214,11 +184,10 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
     scan_path = probe_mamba_scan_path(model.to(device), device) if arch == "mamba" else None
     tokens_per_step = train.batch_size * train.seq_len
     monitor = RunMonitor(tokens_per_step, device)
-    resume = _latest_checkpoint(run_dir / "checkpoints")
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    resume = str(checkpoints[-1][1]) if checkpoints else None
     trained = train_run(run_cfg, model, make_model, train_blocks, monitor, resume)
     model = trained.model
-    if not hasattr(monitor, "t1"):
-        monitor.t1 = time.perf_counter()
     curve = curve_from_log_history(trained.log_history, tokens_per_step)   # earlier sessions included
     losses = [c["loss"] for c in curve]
     steps = train.steps()
@@ -231,7 +200,7 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
         "flops_per_token": forward_flops_per_token(model.config, arch, train.seq_len),
         "mamba_scan_path": scan_path,
         "attn_implementation": getattr(model.config, "_attn_implementation", None) if arch == "transformer" else None,
-        "scan_backend": _resnet_bk_backend(model, device) if arch == "resnet_bk" else None,
+        "scan_backend": resolve_backend(model.config.scan_backend, device) if arch == "resnet_bk" else None,
         "fairness": fairness | {"seed": seed},
         "train": {"steps": steps, "tokens_per_step": tokens_per_step,
                   "tokens_seen": trained.global_step * tokens_per_step,
@@ -246,9 +215,19 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
         "final_train_loss": _tail_mean(losses), "environment": environment(device), **(extra or {}),
     }
     if trained.status == "ok":
-        _evaluate_and_save(model, result, run_dir, tokenizer, valid_streams, byte_lengths, eval_cfg, device, bf16,
-                           after_training, save_model)
-    write_json(result_path, result)
+        dtype = torch.bfloat16 if bf16 else None
+        result["validation"] = {
+            name: evaluate_blocks(model, stream, byte_lengths, eval_cfg.block_size, eval_cfg.batch_size, device,
+                                  max_tokens=eval_cfg.max_tokens, autocast_dtype=dtype, desc=f"eval {name}")
+            for name, stream in valid_streams.items()}
+        if after_training is not None:
+            after_training(model, result)
+        if save_model:
+            save_trained_model(model, run_dir / "model")
+            tokenizer.save_pretrained(run_dir / "model")
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str, allow_nan=True))
+    os.replace(tmp, result_path)  # a result file is either complete or absent
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: the checkpoints were only for resuming
     del model, trained
     if device == "cuda":
@@ -256,28 +235,8 @@ def train_and_evaluate(*, run_dir: Path, arch: str, spec: ArchSpec, seed: int, t
     return result
 
 
-def _evaluate_and_save(model, result, run_dir, tokenizer, valid_streams, byte_lengths, eval_cfg, device, bf16,
-                       after_training, save_model) -> None:
-    dtype = torch.bfloat16 if bf16 else None
-    result["validation"] = {
-        name: evaluate_blocks(model, stream, byte_lengths, eval_cfg.block_size, eval_cfg.batch_size, device,
-                              max_tokens=eval_cfg.max_tokens, autocast_dtype=dtype, desc=f"eval {name}")
-        for name, stream in valid_streams.items()}
-    if after_training is not None:
-        after_training(model, result)
-    if save_model:
-        save_trained_model(model, run_dir / "model")
-        tokenizer.save_pretrained(run_dir / "model")
-
-
 def _tail_mean(losses: List[float], frac: float = 0.05) -> Optional[float]:
     if not losses:
         return None
     k = max(1, int(len(losses) * frac))
     return float(sum(losses[-k:]) / k)
-
-
-def _resnet_bk_backend(model, device: str) -> str:
-    from ..ops.bk import resolve_backend
-    cfg_backend = model.config.scan_backend
-    return resolve_backend(None if cfg_backend == "auto" else cfg_backend, device)

@@ -14,11 +14,8 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 def count_spikes(losses: Sequence[float], factor: float = 2.0) -> int:
     """Logged losses larger than `factor` x the previous logged one (non-finite values count too)."""
-    count = 0
-    for prev, cur in zip(losses[:-1], losses[1:]):
-        if not math.isfinite(cur) or (math.isfinite(prev) and cur > factor * prev):
-            count += 1
-    return count
+    return sum(1 for prev, cur in zip(losses[:-1], losses[1:])
+               if not math.isfinite(cur) or (math.isfinite(prev) and cur > factor * prev))
 
 
 def _finite(value) -> bool:

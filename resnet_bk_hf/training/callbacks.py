@@ -23,6 +23,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
+from .checkpoints import list_checkpoints, write_manifest
+
 logger = logging.get_logger("resnet_bk_hf.training")
 
 # Events of events.jsonl that are recoveries (the run went on after them); the others are notes ("resume":
@@ -65,8 +67,8 @@ class NonFiniteLossCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.bad_log is not None:
             step, key, value = self.bad_log
-            checkpoints = sorted(Path(args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-            resume = f"resume from {checkpoints[-1]}" if checkpoints else "no checkpoint was saved before it"
+            checkpoints = list_checkpoints(args.output_dir)
+            resume = f"resume from {checkpoints[-1][1]}" if checkpoints else "no checkpoint was saved before it"
             raise NonFiniteLossError(f"{key} became {value} at step {step}; training stopped ({resume}). "
                                      "Lower the learning rate or enable gradient clipping (max_grad_norm).")
 
@@ -90,13 +92,10 @@ class EventLog:
                 f.write(json.dumps(entry, default=str) + "\n")
         return entry
 
-    def counts(self) -> Dict[str, int]:
-        """{event: count} of everything in events.jsonl (earlier sessions of a resumed run included)."""
-        return count_events(self.path)
-
 
 def count_events(path: str | Path) -> Dict[str, int]:
-    """{event kind: count} of an events.jsonl (lines that are not JSON objects are skipped)."""
+    """{event kind: count} of an events.jsonl, earlier sessions of a resumed run included (lines that are not JSON
+    objects are skipped)."""
     path = Path(path)
     counts: Counter = Counter()
     if path.is_file():
@@ -141,12 +140,8 @@ class TrainingGuardCallback(TrainerCallback, ExportableState):
         self.divergence_factor = divergence_factor
         self.divergence_window = divergence_window
         self.lr_decay = lr_decay
-        self.grad_norms: List[float] = []
-        self.losses: List[float] = []
-        self.best_mean_loss: Optional[float] = None
-        self.lr_scale = 1.0
         self.pending_lr_factor = 1.0   # applied once to the optimizer/scheduler at the next train() start
-        self.anomaly: Optional[Anomaly] = None
+        self.restore(None)             # empty statistics (grad_norms, losses, best_mean_loss), lr_scale 1, no anomaly
 
     @property
     def per_step(self) -> bool:
@@ -259,8 +254,6 @@ class ChecksumManifestCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         from accelerate import PartialState
-
-        from .checkpoints import write_manifest
         PartialState().wait_for_everyone()   # every rank has written its shards
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"

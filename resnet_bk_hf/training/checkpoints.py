@@ -30,11 +30,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _checkpoint_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
-                  and not p.name.startswith(MANIFEST_NAME + "."))
-
-
 def _hash_all(files: List[Path]) -> List[str]:
     # hashlib releases the GIL on large buffers: threads overlap reading and hashing of big shards.
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(files)))) as pool:
@@ -43,7 +38,8 @@ def _hash_all(files: List[Path]) -> List[str]:
 
 def write_manifest(folder: str | Path) -> Path:
     folder = Path(folder)
-    files = _checkpoint_files(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
+                   and not p.name.startswith(MANIFEST_NAME + "."))
     entries = {str(f.relative_to(folder)): {"bytes": f.stat().st_size, "sha256": h}
                for f, h in zip(files, _hash_all(files))}
     manifest = folder / MANIFEST_NAME
@@ -98,7 +94,7 @@ def list_checkpoints(output_dir: str | Path) -> List[Tuple[int, Path]]:
 def latest_valid_checkpoint(output_dir: str | Path,
                             on_corrupt: Optional[Callable[[Path, str], None]] = None) -> Optional[Path]:
     """The newest checkpoint whose manifest verifies; corrupt newer ones are renamed `corrupt-checkpoint-N`."""
-    for step, folder in reversed(list_checkpoints(output_dir)):
+    for _, folder in reversed(list_checkpoints(output_dir)):
         ok, reason = verify_checkpoint(folder)
         if ok:
             return folder

@@ -14,16 +14,13 @@ def load_training_tokenizer(cfg: TrainConfig):
     return AutoTokenizer.from_pretrained(cfg.data.tokenizer)
 
 
-def _describe(source) -> str:
-    return f"hub:{source['hub']}" if isinstance(source, dict) else str(source)
-
-
 def _packed(name: str, sources, cfg: TrainConfig, tokenizer):
     from datasets import Dataset
 
     from ..data.pipeline import load_text_corpus, pack_documents
     d = cfg.data
-    say(f"data: loading the {name} corpus from {', '.join(_describe(s) for s in sources)}")
+    shown = ", ".join(f"hub:{source['hub']}" if isinstance(source, dict) else str(source) for source in sources)
+    say(f"data: loading the {name} corpus from {shown}")
     texts = load_text_corpus(sources, streaming=d.streaming, text_field=d.text_field, txt_sample_by=d.txt_sample_by)
     if isinstance(texts, Dataset):
         workers = f" with {d.num_proc} processes" if d.num_proc else ""

@@ -10,6 +10,7 @@ for a pretrained folder, `from_pretrained`; all have tied input/output embedding
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Union
 
@@ -66,10 +67,8 @@ def build_model(spec: ModelSpec, vocab_size: int, pad_token_id: int, eos_token_i
     config = config if config is not None else model_config(spec, vocab_size, pad_token_id, eos_token_id)
     if isinstance(spec, Mapping) and "pretrained" in spec:
         return AutoModelForCausalLM.from_pretrained(spec["pretrained"], config=config)
-    if meta:
-        with torch.device("meta"):
-            return AutoModelForCausalLM.from_config(config)
-    return AutoModelForCausalLM.from_config(config)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        return AutoModelForCausalLM.from_config(config)
 
 
 def arch_config(spec: ArchSpec, vocab_size: int, pad_token_id: int, eos_token_id: int):
@@ -101,11 +100,6 @@ def arch_config(spec: ArchSpec, vocab_size: int, pad_token_id: int, eos_token_id
         return Mamba2Config(hidden_size=d, num_hidden_layers=L, state_size=spec.mamba2_state_size, expand=2,
                             head_dim=spec.mamba2_head_dim, num_heads=expand_d // spec.mamba2_head_dim, n_groups=1,
                             chunk_size=spec.mamba2_chunk_size, conv_kernel=4, **spec.extra, **common)
-    return _transformer_config(spec, common)
-
-
-def _transformer_config(spec: ArchSpec, common: dict):
-    d, L = spec.hidden_size, spec.num_layers
     if spec.transformer_family not in TRANSFORMER_FAMILIES:
         raise ValueError(f"transformer_family must be one of {TRANSFORMER_FAMILIES}, got {spec.transformer_family!r}")
     if d % spec.head_dim:

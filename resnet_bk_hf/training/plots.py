@@ -5,6 +5,22 @@ from pathlib import Path
 from typing import List
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (writes files, needs no display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, *paths: Path) -> None:
+    """Write `fig` to each path (making its folder) at 120 dpi, then close it."""
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
 def loss_history(log_history: List[dict]):
     """(steps, train losses, eval steps, eval losses) from Trainer.state.log_history."""
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
@@ -13,12 +29,8 @@ def loss_history(log_history: List[dict]):
 
 
 def plot_loss_curve(log_history: List[dict], path: str | Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train, evals = loss_history(log_history)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     if train:
         ax.plot(*zip(*train), label="train loss")
     if evals:
@@ -30,7 +42,5 @@ def plot_loss_curve(log_history: List[dict], path: str | Path, title: str) -> Pa
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -36,14 +36,10 @@ def quiet_library_bars() -> None:
     datasets.disable_progress_bars()
 
 
-def is_main_process() -> bool:
-    from accelerate import PartialState
-    return PartialState().is_main_process
-
-
 def say(message: str) -> None:
     """A line of progress on stdout (main process only), flushed at once."""
-    if is_main_process():
+    from accelerate import PartialState
+    if PartialState().is_main_process:
         print(message, flush=True)
 
 

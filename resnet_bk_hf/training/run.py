@@ -84,11 +84,6 @@ def smaller_micro_batch(per_device_batch: int, accumulation: int) -> tuple[int, 
     return None
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    from accelerate.utils.memory import should_reduce_batch_size
-    return isinstance(error, torch.cuda.OutOfMemoryError) or should_reduce_batch_size(error)
-
-
 def release(*objects) -> None:
     for obj in objects:
         accelerator = getattr(obj, "accelerator", None)
@@ -139,7 +134,7 @@ class AttemptLoop:
 
     def run(self) -> Outcome:
         from transformers import set_seed
-        guard, signals = self.handlers.guard, self.handlers.signals
+        guard, signals, ft = self.handlers.guard, self.handlers.signals, self.cfg.fault_tolerance
         while True:
             set_seed(self.seed)
             self.trainer = trainer_lib.build_trainer(
@@ -148,12 +143,11 @@ class AttemptLoop:
                 gradient_accumulation_steps=self.accumulation)
             error = self._attempt(self.trainer)
             step = self.trainer.state.global_step
-            if error is None and guard.anomaly is not None and not self._may_roll_back():
+            if error is None and guard.anomaly is not None and not (ft.rollback and self.rollbacks < ft.max_rollbacks):
                 return self._stop()
             if error is not None or guard.anomaly is not None:
-                trainer, self.trainer = self.trainer, None   # the next attempt builds its model anew: free this one
-                release(trainer)
-                del trainer
+                release(self.trainer)   # the next attempt builds its model anew: free this one
+                self.trainer = None
                 release()
                 if error is not None:
                     self._recover_from_oom(step, error)
@@ -166,10 +160,6 @@ class AttemptLoop:
                                    f"{saved.name} and stopped", step=step, checkpoint=str(saved))
                 return self._outcome("signal", signal=signals.received)
             return self._outcome("ok")
-
-    def _may_roll_back(self) -> bool:
-        ft = self.cfg.fault_tolerance
-        return ft.rollback and self.rollbacks < ft.max_rollbacks
 
     def _stop(self) -> Outcome:
         """The anomaly ends the run: rollback is off, or the rollbacks ran out."""
@@ -189,7 +179,9 @@ class AttemptLoop:
         try:
             trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
         except Exception as error:  # noqa: BLE001  (only out-of-memory is handled; the rest re-raised)
-            if not (self.cfg.fault_tolerance.oom_recovery and is_out_of_memory(error)):
+            from accelerate.utils.memory import should_reduce_batch_size
+            out_of_memory = isinstance(error, torch.cuda.OutOfMemoryError) or should_reduce_batch_size(error)
+            if not (self.cfg.fault_tolerance.oom_recovery and out_of_memory):
                 raise
             return error
         return None
@@ -235,7 +227,7 @@ def build_model_config(cfg: TrainConfig, tokenizer):
         raise ConfigError(f"{cfg.path}: model: {e}") from e
 
 
-def resume_checkpoint(cfg: TrainConfig, resume, output_dir: Path, events: EventLog) -> Optional[Path]:
+def resume_checkpoint(resume, output_dir: Path, events: EventLog) -> Optional[Path]:
     """The checkpoint `--resume [CKPT]` names (checked), or None for a fresh run (refused over old checkpoints)."""
     if not resume:
         if list_checkpoints(output_dir):
@@ -269,7 +261,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
     args = trainer_lib.make_training_args(cfg)
     output_dir = Path(args.output_dir)
     events = EventLog(output_dir, PartialState().is_main_process)
-    checkpoint = resume_checkpoint(cfg, resume, output_dir, events)
+    checkpoint = resume_checkpoint(resume, output_dir, events)
     train_dataset, eval_dataset = build_datasets(cfg, tokenizer, args.seed)
     built = []
 
@@ -287,14 +279,12 @@ def run_training(cfg: TrainConfig, resume: bool | str | None = None, callbacks=(
     outcome = AttemptLoop(cfg, make_model, train_dataset, eval_dataset, events, checkpoint,
                           [timer, *callbacks]).run()
     trainer = outcome.trainer
-    batch, accumulation = outcome.per_device_train_batch_size, outcome.gradient_accumulation_steps
-    if outcome.status == "signal":
-        return TrainResult(128 + outcome.signal, output_dir, trainer.state.global_step, events.events, batch,
-                           accumulation, trainer=trainer, tokenizer=tokenizer)
     if outcome.status == "diverged":
         raise TrainingFailedError(outcome.reason)
-    metrics = _finish(trainer, tokenizer, cfg, output_dir, events, timer)
-    return TrainResult(0, output_dir, trainer.state.global_step, events.events, batch, accumulation, metrics,
+    signalled = outcome.status == "signal"
+    return TrainResult(128 + outcome.signal if signalled else 0, output_dir, trainer.state.global_step, events.events,
+                       outcome.per_device_train_batch_size, outcome.gradient_accumulation_steps,
+                       {} if signalled else _finish(trainer, tokenizer, cfg, output_dir, events, timer),
                        trainer=trainer, tokenizer=tokenizer)
 
 
@@ -307,13 +297,13 @@ def _finish(trainer, tokenizer, cfg: TrainConfig, output_dir: Path, events: Even
     model_dir = Path(cfg.output.model_dir or output_dir)
     trainer.save_model(str(model_dir))
     trainer.save_state()
-    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    peaks = gather_object([peak]) if trainer.args.world_size > 1 else [peak]
-    train_metrics = [h for h in trainer.state.log_history if "train_runtime" in h]
     args = trainer.args
+    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    peaks = gather_object([peak]) if args.world_size > 1 else [peak]
+    train_metrics = [h for h in trainer.state.log_history if "train_runtime" in h]
     tokens_per_step = trainer_lib.tokens_per_step(args, cfg.data.block_size)
     step_seconds = timer.steady_step_seconds()
-    kinds = events.counts()
+    kinds = count_events(events.path)
     summary = {
         "config": str(cfg.path), "output_dir": str(output_dir), "model_dir": str(model_dir),
         "global_step": trainer.state.global_step,
@@ -342,24 +332,28 @@ def _finish(trainer, tokenizer, cfg: TrainConfig, output_dir: Path, events: Even
     return summary
 
 
+def read_train_log(output_dir: str | Path) -> List[dict]:
+    """The entries of OUTPUT_DIR/train_log.jsonl; a line that is not JSON or has no step is skipped, with a warning."""
+    entries = []
+    path = Path(output_dir) / "train_log.jsonl"
+    for number, line in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            # a line torn by a kill mid-write (or read while being written): that step has no loss
+            logger.warning(f"{path}:{number}: skipped a line that is not JSON: {line[:80]!r}")
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+            logger.warning(f"{path}:{number}: skipped an entry without a step: {line[:80]!r}")
+            continue
+        entries.append(entry)
+    return entries
+
+
 def per_step_losses(output_dir: str | Path) -> dict:
     """{step: loss} from OUTPUT_DIR/train_log.jsonl; a step logged twice (after a resume) keeps the last value."""
-    losses = {}
-    path = Path(output_dir) / "train_log.jsonl"
-    if path.is_file():
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                # a line torn by a kill mid-write (or read while being written): that step has no loss
-                logger.warning(f"{path}:{number}: skipped a line that is not JSON: {line[:80]!r}")
-                continue
-            if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
-                logger.warning(f"{path}:{number}: skipped an entry without a step: {line[:80]!r}")
-                continue
-            if isinstance(entry.get("loss"), (int, float)) and math.isfinite(entry["loss"]):
-                losses[entry["step"]] = entry["loss"]
-    return losses
+    return {entry["step"]: entry["loss"] for entry in read_train_log(output_dir)
+            if isinstance(entry.get("loss"), (int, float)) and math.isfinite(entry["loss"])}
 
 
 def describe_events(output_dir: str | Path) -> str:

@@ -158,17 +158,14 @@ def _apply_override(raw: dict, dotted: str, value, parsed: bool) -> None:
 
 # ------------------------------------------------------------------------------------------------ sections
 
-def model_keys() -> List[str]:
-    """The `model:` keys: ResNetBKConfig's constructor arguments, and `pretrained`."""
-    from ..configuration import ResNetBKConfig
-    params = inspect.signature(ResNetBKConfig.__init__).parameters
-    return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
-
-
 def _check_model(path: Path, model) -> dict:
+    from ..configuration import ResNetBKConfig
     if not isinstance(model, dict):
         raise ConfigError(f"{path}: model must be a mapping of ResNetBKConfig fields, got {model!r}")
-    allowed = model_keys() + ["pretrained"]
+    # ResNetBKConfig's constructor arguments, and `pretrained`
+    params = inspect.signature(ResNetBKConfig.__init__).parameters
+    allowed = [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    allowed.append("pretrained")
     unknown = sorted(set(model) - set(allowed))
     if unknown:
         raise ConfigError(f"{path}: model: unknown key(s) {unknown}; allowed: {allowed}")
