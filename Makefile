@@ -33,7 +33,7 @@ install: $(CORE_STAMP)
 demo: $(CORE_STAMP)
 	$(VENV)/bin/resnet-bk demo
 
-# About 15 minutes on 2 CPU cores (the Triton kernels run in Triton's CPU interpreter).
+# About 9 minutes on 2 CPU cores once installed (the Triton kernels run in Triton's CPU interpreter).
 test: $(TEST_STAMP)
 	$(PY) -m pytest tests -q
 
