@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 
 import torch
+import transformers
 
 from . import __version__
 
@@ -95,6 +96,7 @@ def run_demo(output_dir="outputs/demo-model", results_dir="results", max_steps=N
         "model_dir": str(output_dir), "checkpoint_dir": cfg.training["output_dir"], "loss_curve": str(png),
         "config": model.config.to_diff_dict(), "log_history": trainer.state.log_history,
         "resnet_bk_hf_version": __version__, "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__, "cpu_threads": torch.get_num_threads(),
     }
     (results_dir / "demo.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"\nvalidation perplexity: {math.exp(eval_loss):.2f} (loss {eval_loss:.4f} nats/token, "
