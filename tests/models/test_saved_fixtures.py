@@ -15,6 +15,9 @@ import resnet_bk_hf  # noqa: F401  (registers the Auto classes)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saved_models"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.pt").is_file())
+# The flat model code save_pretrained wrote beside each fixture's weights at 0faf570: the same files for all
+# three, so they are kept once and copied back beside the weights where a test loads with trust_remote_code.
+OLD_CODE = FIXTURES / "code_0faf570"
 
 # A child interpreter that cannot import resnet_bk_hf: only the directory's own code builds the model.
 REMOTE_LOGITS = r'''
@@ -65,6 +68,8 @@ def test_old_directory_resaved_by_todays_package_loads_without_it(name, tmp_path
     (today's flat files): both give the recorded logits in a process that cannot import the package."""
     old = tmp_path / "old"
     shutil.copytree(FIXTURES / name, old)
+    for code in OLD_CODE.glob("*.py"):
+        shutil.copy(code, old / code.name)
     torch.testing.assert_close(_remote_logits(old, tmp_path)["logits"], torch.load(old / "expected.pt")["logits"],
                                rtol=0, atol=1e-12)
     resaved = tmp_path / "resaved"
