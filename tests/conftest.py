@@ -11,6 +11,22 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+# The first lines of a child-interpreter script (run with `python -I`) that must build a model from a saved
+# directory's own code: an import hook refuses resnet_bk_hf, and the script stops if the package still imports
+# (then the test would prove nothing).
+REFUSE_PACKAGE_PRELUDE = r'''
+import importlib.abc, sys
+class RefuseResNetBKPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "resnet_bk_hf":
+            raise ModuleNotFoundError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, RefuseResNetBKPackage())
+try:
+    import resnet_bk_hf  # noqa: F401
+    raise SystemExit("resnet_bk_hf is importable: the test would prove nothing")
+except ModuleNotFoundError:
+    pass
+'''
 SHARED_DATA = Path(os.environ.get("RESNET_BK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 

@@ -14,23 +14,13 @@ from resnet_bk_hf import ResNetBKForCausalLM
 from resnet_bk_hf.remote_code import AUTO_MAP, ENTRY_POINT, import_closure
 from resnet_bk_hf.tokenization import load_tokenizer
 
-from conftest import ROOT, tiny_config
+from conftest import REFUSE_PACKAGE_PRELUDE, ROOT, tiny_config
 
 # Runs in a child interpreter with -I (no PYTHONPATH, no user site, no script dir on sys.path) and an
 # import hook that refuses resnet_bk_hf, so only the directory's own code can build the model.
-REMOTE_LOAD = r'''
-import importlib.abc, json, sys
-class RefuseResNetBKPackage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "resnet_bk_hf":
-            raise ModuleNotFoundError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, RefuseResNetBKPackage())
+REMOTE_LOAD = REFUSE_PACKAGE_PRELUDE + r'''
+import json, sys
 sys.path = [p for p in sys.path if p not in ("", sys.argv[4])]
-try:
-    import resnet_bk_hf  # noqa: F401
-    raise SystemExit("resnet_bk_hf is importable: the test would prove nothing")
-except ModuleNotFoundError:
-    pass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 torch.set_num_threads(1)

@@ -13,6 +13,8 @@ from transformers import AutoModelForCausalLM
 
 import resnet_bk_hf  # noqa: F401  (registers the Auto classes)
 
+from conftest import REFUSE_PACKAGE_PRELUDE
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saved_models"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.pt").is_file())
 # The flat model code save_pretrained wrote beside each fixture's weights at 0faf570: the same files for all
@@ -20,13 +22,8 @@ NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.pt").is_file
 OLD_CODE = FIXTURES / "code_0faf570"
 
 # A child interpreter that cannot import resnet_bk_hf: only the directory's own code builds the model.
-REMOTE_LOGITS = r'''
-import importlib.abc, sys
-class Refuse(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "resnet_bk_hf":
-            raise ModuleNotFoundError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Refuse())
+REMOTE_LOGITS = REFUSE_PACKAGE_PRELUDE + r'''
+import sys
 import torch
 from transformers import AutoModelForCausalLM
 model_dir, out_file = sys.argv[1:3]
